@@ -1,0 +1,18 @@
+"""ftpkit's trace: every control and data message as a structured event.
+
+This package shares its name with the standard library's ``trace`` module.
+Run the kit from the repository root (``python -m trace.view ...``, or
+``pytest``, which is configured to put the root first on ``sys.path``), so
+that this package is the one imported. A notebook must put the repository
+root first on ``sys.path`` before ``import trace``.
+"""
+
+from .reader import Event, TraceError, load, read_log
+from .tracer import (FORMAT, SCHEMA_VERSION, TracedSocket, Tracer, connected, current,
+                     event, listening, start, stop)
+
+__all__ = [
+    "Event", "TraceError", "load", "read_log",
+    "FORMAT", "SCHEMA_VERSION", "TracedSocket", "Tracer",
+    "connected", "current", "event", "listening", "start", "stop",
+]
