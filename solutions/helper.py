@@ -1,0 +1,233 @@
+"""Send and receive logic shared by the server and the client.
+
+This is the original course design's ``helper.py``: the few socket
+operations both sides need. Every socket is created here, and each is
+handed to the tracer as it is created (``trace.connected`` /
+``trace.listening``), so whatever the programs do with it afterwards shows
+up in the trace without them asking. When tracing is off those calls return
+the socket unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import secrets
+from typing import Callable
+
+import trace
+
+from .protocol import NEED_DATA, format_command, format_reply
+
+# How much one recv asks for. Large reads mean fewer system calls per
+# megabyte; 256 KiB is past the point where a bigger buffer stops helping.
+BUFFER_SIZE = 256 * 1024
+
+# When a progress callback wants updates, sendfile goes in blocks this big.
+PROGRESS_BLOCK = 1024 * 1024
+
+Progress = Callable[[int], None]
+
+
+# --- opening connections -----------------------------------------------------
+
+def listen(host: str, port: int, channel: str, backlog: int = 64):
+    """A socket listening on (host, port); port 0 lets the OS choose."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    ### BEGIN SOLUTION ex2: create a TCP socket, bind it to (host, port), listen
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if channel == "control" and os.name != "nt":
+        # Let a restarted server reuse its port at once instead of waiting out
+        # TIME_WAIT. (On Windows this option means something else: skip it.)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    ### END SOLUTION
+    return trace.listening(sock, channel)
+
+
+def connect(address: tuple[str, int], channel: str, timeout: float | None = 30):
+    """A connected TCP socket to ``address``."""
+    ### BEGIN SOLUTION ex2: socket.create_connection
+    sock = socket.create_connection(address, timeout=timeout)
+    ### END SOLUTION
+    return trace.connected(sock, channel)
+
+
+def accept(listener, timeout: float | None):
+    """Wait up to ``timeout`` seconds for one connection on ``listener``."""
+    listener.settimeout(timeout)
+    ### BEGIN SOLUTION ex2: accept one connection; it inherits no timeout, so set one
+    sock, _ = listener.accept()
+    sock.settimeout(timeout)
+    return sock
+    ### END SOLUTION
+
+
+# --- the control channel -----------------------------------------------------
+
+def send_command(sock, verb: str, arg: str = "") -> None:
+    """Send one command line, e.g. ``RETR a.bin`` + CRLF."""
+    sock.sendall(format_command(verb, arg))
+
+
+def send_reply(sock, code: int, text: str) -> None:
+    """Send one reply, single- or multi-line."""
+    ### BEGIN SOLUTION ex1: format the reply and send all of it
+    sock.sendall(format_reply(code, text))
+    ### END SOLUTION
+
+
+def receive_event(sock, parser):
+    """Read from ``sock`` until the sans-IO ``parser`` has an event, and return it.
+
+    This is the whole of "read a line from a stream socket": the parser
+    knows where lines end, and this loop only fetches more bytes when the
+    parser says it needs them. A recv of b"" (the peer closed) is passed on
+    too, and the parser turns it into ConnectionClosed.
+    """
+    ### BEGIN SOLUTION ex1: loop: ask parser.next_event(); on NEED_DATA recv more and feed it
+    while True:
+        event = parser.next_event()
+        if event is not NEED_DATA:
+            return event
+        parser.receive_data(sock.recv(BUFFER_SIZE))
+    ### END SOLUTION
+
+
+# --- the data channel --------------------------------------------------------
+
+def send_file(sock, path: str | os.PathLike, progress: Progress | None = None) -> int:
+    """Send a whole file over a data connection; returns the bytes sent.
+
+    ``socket.sendfile`` asks the kernel to copy straight from the file to
+    the socket (no trip through Python), and falls back to plain sends on
+    platforms without ``os.sendfile``.
+    """
+    with open(path, "rb") as file:
+        ### BEGIN SOLUTION ex3: sock.sendfile(file); with a progress callback, in blocks
+        if progress is None:
+            return sock.sendfile(file)
+        sent = 0
+        while True:
+            n = sock.sendfile(file, sent, PROGRESS_BLOCK)
+            if n == 0:
+                return sent
+            sent += n
+            progress(n)
+        ### END SOLUTION
+
+
+def send_bytes(sock, data: bytes) -> int:
+    """Send a small payload (a directory listing) over a data connection."""
+    sock.sendall(data)
+    return len(data)
+
+
+def receive_all(sock) -> bytes:
+    """Read a data connection until the sender closes it (a listing)."""
+    chunks = []
+    while True:
+        chunk = sock.recv(BUFFER_SIZE)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def receive_file(sock, path: str | os.PathLike, progress: Progress | None = None,
+                 expected_size: int | None = None,
+                 still_wanted: Callable[[], bool] | None = None) -> int:
+    """Receive until the sender closes, into ``path``; returns the bytes received.
+
+    The bytes go to a temporary file in the same directory, which is renamed
+    to ``path`` only once the sender has closed cleanly: if the size was
+    announced, it must match, and ``still_wanted()``, if given, must agree.
+    A transfer that breaks off leaves no truncated file under the real name,
+    and the old file, if there was one, is intact.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    # A hidden name in the same directory, so the final rename stays on one
+    # file system (and so is atomic). Mode 0o666 lets the umask decide the
+    # permissions, as for any file the user creates.
+    partial = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as file:
+                received = _copy_until_eof(sock, file, progress)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise StorageFull() from err
+            raise
+        if expected_size is not None and received != expected_size:
+            raise IncompleteTransfer(received, expected_size)
+        if still_wanted is not None and not still_wanted():
+            raise IncompleteTransfer(received, None)
+        os.replace(partial, path)
+        return received
+    except BaseException:
+        os.unlink(partial)
+        raise
+
+
+def _copy_until_eof(sock, file, progress: Progress | None) -> int:
+    # One buffer reused for every read: recv_into fills it in place, so a
+    # large download allocates nothing per chunk.
+    buffer = bytearray(BUFFER_SIZE)
+    view = memoryview(buffer)
+    received = 0
+    ### BEGIN SOLUTION ex3: recv_into the buffer until it returns 0, writing what arrived
+    while True:
+        n = sock.recv_into(buffer)
+        if n == 0:
+            return received
+        file.write(view[:n])
+        received += n
+        if progress is not None:
+            progress(n)
+    ### END SOLUTION
+
+
+class IncompleteTransfer(OSError):
+    """The data connection closed before the whole file arrived."""
+
+    def __init__(self, received: int, expected: int | None):
+        if expected is None:
+            message = f"the sender went away after {received} bytes"
+        else:
+            message = f"received {received} bytes, expected {expected}"
+        super().__init__(message)
+        self.received, self.expected = received, expected
+
+
+class StorageFull(OSError):
+    """The disk filled up while receiving (ENOSPC); the partial file was removed."""
+
+    def __init__(self):
+        super().__init__(errno.ENOSPC, "no space left on device")
+
+
+# --- integrity ---------------------------------------------------------------
+
+def file_sha256(path: str | os.PathLike, start: int = 0, end: int | None = None) -> str:
+    """SHA-256 of bytes [start, end) of a file, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        file.seek(start)
+        remaining = None if end is None else max(0, end - start)
+        ### BEGIN SOLUTION ex4: read in blocks, update the digest, stop at end
+        while remaining is None or remaining > 0:
+            block = file.read(BUFFER_SIZE if remaining is None else min(BUFFER_SIZE, remaining))
+            if not block:
+                break
+            digest.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+        ### END SOLUTION
+    return digest.hexdigest()
