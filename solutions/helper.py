@@ -57,6 +57,7 @@ def connect(address: tuple[str, int], channel: str, timeout: float | None = 30):
     ### BEGIN SOLUTION ex2: socket.create_connection
     sock = socket.create_connection(address, timeout=timeout)
     ### END SOLUTION
+    no_delay(sock)
     return trace.connected(sock, channel)
 
 
@@ -66,8 +67,22 @@ def accept(listener, timeout: float | None):
     ### BEGIN SOLUTION ex2: accept one connection; it inherits no timeout, so set one
     sock, _ = listener.accept()
     sock.settimeout(timeout)
-    return sock
     ### END SOLUTION
+    no_delay(sock)
+    return sock
+
+
+def no_delay(sock) -> None:
+    """Turn off Nagle's algorithm on a connection.
+
+    Nagle holds back a small write while an earlier one is unacknowledged,
+    and the peer delays its ACK for up to 40 ms hoping to piggyback it on
+    data. A server that sends "150" and then "226" with nothing in between
+    from the client hits exactly that: every transfer would end 40 ms late.
+    Our writes are whole lines or whole files, so there is nothing to gain
+    from Nagle's batching.
+    """
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 # --- the control channel -----------------------------------------------------

@@ -49,7 +49,7 @@ class Server:
     def serve_forever(self) -> None:
         while not self._stopping.is_set():
             try:
-                control, _ = self.listener.accept()
+                control = helper.accept(self.listener, timeout=None)
             except OSError:
                 if self._stopping.is_set():
                     return              # shutdown() closed the listener

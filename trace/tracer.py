@@ -61,11 +61,12 @@ class Tracer:
             self._next_conn += 1
             return self._next_conn
 
-    def emit(self, type: str, **fields) -> None:
+    def emit(self, type: str, t: float | None = None, **fields) -> None:
+        """Write one event; ``t`` defaults to now."""
         with self._lock:
             record = {
                 "type": type,
-                "t": round(time.time(), 6),
+                "t": round(time.time() if t is None else t, 6),
                 "seq": self._seq,
                 "role": self.role,
                 "pid": self.pid,
@@ -199,34 +200,39 @@ class TracedSocket:
         self._sock.close()
 
     # -- bytes out ------------------------------------------------------------
+    # A send is stamped with the time it started, when the bytes were handed
+    # to the kernel, so it sorts before the peer's recv of the same bytes.
     def send(self, data, *flags) -> int:
+        started = time.time()
         n = self._sock.send(data, *flags)
-        self._record_send(data, n)
+        self._record_send(data, n, started)
         return n
 
     def sendall(self, data, *flags) -> None:
+        started = time.time()
         self._sock.sendall(data, *flags)
-        self._record_send(data, len(data))
+        self._record_send(data, len(data), started)
 
     def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
         total = 0
         while count is None or total < count:
             block = SENDFILE_BLOCK if count is None else min(SENDFILE_BLOCK, count - total)
+            started = time.time()
             n = self._sock.sendfile(file, offset + total, block)
             if n == 0:
                 break
-            self._record_send(None, n)
+            self._record_send(None, n, started)
             total += n
         return total
 
-    def _record_send(self, data, n: int) -> None:
+    def _record_send(self, data, n: int, started: float) -> None:
         fields = dict(self.identity(), dir="out", offset=self.sent, len=n)
         if self.channel == "control" and data is not None:
             fields["text"] = self._lines_out.text_of(bytes(data[:n]))
-        self.tracer.emit("send", **fields)
+        self.tracer.emit("send", t=started, **fields)
         self.sent += n
         if self.channel == "control" and data is not None:
-            self._lines_out.feed(bytes(data[:n]), self.sent - n)
+            self._lines_out.feed(bytes(data[:n]), self.sent - n, started)
 
     # -- bytes in -------------------------------------------------------------
     def recv(self, bufsize: int, *flags) -> bytes:
@@ -273,7 +279,7 @@ class _LineTap:
         text = data.decode("utf-8", "replace")
         return _redact(text)
 
-    def feed(self, data: bytes, offset: int) -> None:
+    def feed(self, data: bytes, offset: int, t: float | None = None) -> None:
         if not self.pending:
             self.pending_offset = offset
         self.pending += data
@@ -288,9 +294,9 @@ class _LineTap:
             raw, self.pending = self.pending[:end + 1], self.pending[end + 1:]
             line_offset = self.pending_offset
             self.pending_offset += len(raw)
-            self._line(raw.rstrip(b"\r\n").decode("utf-8", "replace"), line_offset, len(raw))
+            self._line(raw.rstrip(b"\r\n").decode("utf-8", "replace"), line_offset, len(raw), t)
 
-    def _line(self, line: str, offset: int, length: int) -> None:
+    def _line(self, line: str, offset: int, length: int, t: float | None) -> None:
         base = dict(self.sock.identity(), dir=self.direction)
         is_reply_line = len(line) >= 3 and line[:3].isdigit() and (len(line) == 3 or line[3] in " -")
         if self.reply_lines or is_reply_line:
@@ -303,7 +309,7 @@ class _LineTap:
             if is_reply_line and line[:3] == first[:3] and (len(line) == 3 or line[3] == " ") \
                     and (len(self.reply_lines) > 1 or len(first) == 3 or first[3] == " "):
                 text = "\n".join(self.reply_lines)
-                self.sock.tracer.emit("reply", code=int(first[:3]), text=text,
+                self.sock.tracer.emit("reply", t=t, code=int(first[:3]), text=text,
                                       offset=self.reply_offset,
                                       len=offset + length - self.reply_offset, **base)
                 self.reply_lines = []
@@ -312,7 +318,7 @@ class _LineTap:
         verb = verb.upper()
         if verb == "PASS" and arg:
             arg = "****"
-        self.sock.tracer.emit("command", verb=verb, arg=arg,
+        self.sock.tracer.emit("command", t=t, verb=verb, arg=arg,
                               text=f"{verb} {arg}".rstrip(), offset=offset, len=length, **base)
 
 
