@@ -753,7 +753,31 @@ def correlate(events, packets) -> Correlation:
         segs = conn.open if ev["type"] in ("connect", "accept") else conn.close
         by_event.setdefault(id(ev), []).extend(segs)
     _find_causes(result, events)
+
+    # 6. Both sides of every mapping in a stable order: events in trace
+    #    order, segments in capture order, each once.
+    for seg in segments:
+        if len(seg.events) > 1:
+            seg.events = _dedup(sorted(seg.events, key=_trace_order))
+        if len(seg.acks) > 1:
+            seg.acks = _dedup(sorted(seg.acks, key=_trace_order))
+    for key, segs in by_event.items():
+        if len(segs) > 1:
+            by_event[key] = _dedup(sorted(segs, key=lambda s: s.number))
     return result
+
+
+def _trace_order(ev):
+    return (ev.get("t", 0.0), ev.get("pid", 0), ev.get("seq", 0))
+
+
+def _dedup(items: list) -> list:
+    seen, out = set(), []
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            out.append(item)
+    return out
 
 
 def _attach(layer, ranges, by_event) -> None:

@@ -1,0 +1,398 @@
+"""Correlation of trace events with TCP segments, on synthetic captures.
+
+The packets are built with scapy, exactly as a kernel would have sent them
+(absolute sequence numbers from an arbitrary ISN), and the trace events are
+written by hand in the trace format; no capture privileges are needed.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import CookedLinux, Ether, Loopback
+from scapy.utils import PcapNgWriter, wrpcap
+
+from trace.correlate import (Segment, correlate, parse_announcement, read_segments,
+                             split_address)
+
+CLIENT = ("127.0.0.1", 40000)
+SERVER = ("127.0.0.1", 50000)
+CISN, SISN = 1_000_000, 3_000_000
+
+
+class Conversation:
+    """Builds one TCP connection's packets and both ends' trace events."""
+
+    def __init__(self, client=CLIENT, server=SERVER, cisn=CISN, sisn=SISN, channel="data",
+                 t0=100.0, ipv6=False):
+        self.client, self.server = client, server
+        self.isn = {client: cisn, server: sisn}
+        self.next = {client: cisn, server: sisn}     # next absolute seq per sender
+        self.packets, self.events = [], []
+        self.channel = channel
+        self.t = t0
+        self.ipv6 = ipv6
+        self.seq = itertools.count()
+        self.ends = {client: (1, 1, "client"), server: (2, 7, "server")}
+
+    def _addr(self, a):
+        return f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}"
+
+    def tick(self):
+        self.t += 0.001
+        return self.t
+
+    def packet(self, src, flags, seq=None, payload=b"", ack=None):
+        dst = self.server if src == self.client else self.client
+        seq = self.next[src] if seq is None else seq
+        ack = self.next[dst] if ack is None else ack
+        ip = IPv6(src=src[0], dst=dst[0]) if self.ipv6 else IP(src=src[0], dst=dst[0])
+        p = ip / TCP(sport=src[1], dport=dst[1], flags=flags, seq=seq & 0xFFFFFFFF,
+                     ack=ack & 0xFFFFFFFF if "A" in flags else 0)
+        if payload:
+            p = p / payload
+        p.time = self.tick()
+        self.packets.append(p)
+        return p
+
+    def handshake(self):
+        c, s = self.client, self.server
+        self.packet(c, "S", ack=0)
+        self.next[c] += 1
+        self.packet(s, "SA")
+        self.next[s] += 1
+        self.packet(c, "A")
+        self.event(c, "connect")
+        self.event(s, "accept")
+
+    def data(self, src, payload, flags="PA"):
+        """A segment carrying ``payload`` at the sender's next sequence number."""
+        self.packet(src, flags, payload=payload)
+        self.next[src] += len(payload)
+
+    def fin(self, src):
+        self.packet(src, "FA")
+        self.next[src] += 1
+
+    def event(self, who, type, **fields):
+        pid, conn, role = self.ends[who]
+        other = self.server if who == self.client else self.client
+        ev = {"type": type, "t": self.tick(), "seq": next(self.seq), "role": role, "pid": pid,
+              "conn": conn, "channel": self.channel, "local": self._addr(who),
+              "remote": self._addr(other)}
+        ev.update(fields)
+        self.events.append(ev)
+        return ev
+
+    def send(self, who, offset, length, **extra):
+        return self.event(who, "send", dir="out", offset=offset, len=length, **extra)
+
+    def recv(self, who, offset, length, **extra):
+        return self.event(who, "recv", dir="in", offset=offset, len=length, **extra)
+
+    def close_both(self, first):
+        other = self.server if first == self.client else self.client
+        self.fin(first)
+        self.packet(other, "A")
+        self.fin(other)
+        self.packet(first, "A")
+
+
+def test_coalesced_sends_share_one_segment():
+    cv = Conversation()
+    cv.handshake()
+    sends = [cv.send(cv.client, i * 100, 100) for i in range(3)]
+    cv.data(cv.client, b"x" * 300)                      # the kernel coalesced them
+    recv = cv.recv(cv.server, 0, 300)
+    cv.close_both(cv.client)
+    r = correlate(cv.events, cv.packets)
+    seg = r.segments_for(sends[0])[0]
+    assert seg.len == 300 and seg.rel_seq == 1 and seg.offset == 0
+    assert all(r.segments_for(s) == [seg] for s in sends)
+    assert r.segments_for(recv) == [seg]
+    assert seg.events == sends + [recv]
+    cov = r.coverage
+    assert (cov.trace_bytes, cov.trace_matched) == (600, 600)
+    assert (cov.segment_bytes, cov.segment_matched) == (300, 300)
+    assert not cov.unmatched_trace and not cov.unmatched_segments
+
+
+def test_split_send_spans_segments():
+    cv = Conversation()
+    cv.handshake()
+    send = cv.send(cv.server, 0, 3000)
+    for _ in range(3):
+        cv.data(cv.server, b"y" * 1000)
+    recvs = [cv.recv(cv.client, 0, 1500), cv.recv(cv.client, 1500, 1500)]
+    cv.close_both(cv.server)
+    r = correlate(cv.events, cv.packets)
+    segs = r.segments_for(send)
+    assert [(s.rel_seq, s.len) for s in segs] == [(1, 1000), (1001, 1000), (2001, 1000)]
+    assert [s.number for s in r.segments_for(recvs[0])] == [segs[0].number, segs[1].number]
+    assert [s.number for s in r.segments_for(recvs[1])] == [segs[1].number, segs[2].number]
+    assert segs[1].events == [send, recvs[0], recvs[1]]
+    assert r.coverage.trace_fraction == 1.0 and r.coverage.segment_fraction == 1.0
+
+
+def test_retransmission_counted_once():
+    cv = Conversation()
+    cv.handshake()
+    send = cv.send(cv.client, 0, 2000)
+    cv.data(cv.client, b"a" * 1000)
+    cv.data(cv.client, b"b" * 1000)
+    # The second segment again, then an overlapping repacketised retransmission.
+    cv.packet(cv.client, "PA", seq=CISN + 1 + 1000, payload=b"b" * 1000)
+    cv.packet(cv.client, "PA", seq=CISN + 1 + 500, payload=b"c" * 1000)
+    recv = cv.recv(cv.server, 0, 2000)
+    cv.close_both(cv.client)
+    r = correlate(cv.events, cv.packets)
+    data = [s for s in r.segments if s.len]
+    assert [s.retransmission for s in data] == [False, False, True, True]
+    assert r.coverage.segment_bytes == 2000
+    assert r.coverage.retransmitted_bytes == 2000
+    assert r.coverage.segment_matched == 2000 and r.coverage.trace_matched == 4000
+    assert r.segments_for(send) == data and r.segments_for(recv) == data
+
+
+def test_zero_length_file_has_handshake_and_fins():
+    cv = Conversation()
+    cv.handshake()
+    cv.event(cv.server, "send", dir="out", offset=0, len=0)   # sendfile of an empty file
+    cv.fin(cv.server)
+    eof = cv.recv(cv.client, 0, 0)
+    cv.packet(cv.client, "A")
+    cv.fin(cv.client)
+    cv.packet(cv.server, "A")
+    close = cv.event(cv.client, "close", sent=0, received=0)
+    r = correlate(cv.events, cv.packets)
+    (conn,) = r.connections
+    assert conn.has_handshake() and conn.fin_seen == [True, True] and not conn.reset
+    fin = r.segments_for(eof)
+    assert len(fin) == 1 and fin[0].kind == "fin" and fin[0].direction == 1
+    assert fin[0].rel_seq == 1 and eof in fin[0].events
+    assert [s.kind for s in conn.open] == ["syn", "syn-ack", "ack"]
+    assert [s.kind for s in conn.close] == ["fin", "ack", "fin", "ack"]
+    assert r.segments_for(close) == conn.close
+    assert r.coverage.trace_bytes == 0 and r.coverage.segment_bytes == 0
+    assert r.coverage.trace_fraction == 1.0
+
+
+def test_reset_without_fin_and_unmatched_bytes_listed():
+    cv = Conversation()
+    cv.handshake()
+    send = cv.send(cv.client, 0, 5000)                      # the trace says 5000 went out
+    cv.data(cv.client, b"z" * 1000)
+    cv.data(cv.client, b"z" * 1000)
+    cv.packet(cv.server, "RA")                              # ... but the peer reset
+    recv = cv.recv(cv.server, 0, 1000)
+    r = correlate(cv.events, cv.packets)
+    (conn,) = r.connections
+    assert conn.reset and conn.fin_seen == [False, False]
+    assert [s.kind for s in conn.close] == ["rst"]
+    cov = r.coverage
+    assert cov.trace_bytes == 6000 and cov.trace_matched == 3000
+    assert cov.unmatched_trace == [(send, 2000, 5000)]
+    # The server read only 1000: the capture's second 1000 are in the
+    # client's send, so they are still found in the trace.
+    assert cov.segment_bytes == 2000 and cov.segment_matched == 2000
+    assert r.segments_for(recv)[0].rel_seq == 1
+    assert "not in the capture" in cov.summary()
+
+
+def test_segment_bytes_missing_from_the_trace_are_listed():
+    cv = Conversation()
+    cv.handshake()
+    cv.send(cv.client, 0, 100)
+    cv.data(cv.client, b"q" * 100)
+    cv.data(cv.client, b"r" * 50)                           # never traced
+    r = correlate(cv.events, cv.packets)
+    cov = r.coverage
+    assert (cov.segment_bytes, cov.segment_matched) == (150, 100)
+    ((conn, direction, start, end, segs),) = cov.unmatched_segments
+    assert (direction, start, end) == (0, 100, 150) and segs[0].len == 50
+    assert "not in the trace" in cov.summary()
+
+
+def test_sequence_numbers_wrap_around():
+    cv = Conversation(cisn=0xFFFFFFFF - 1500)
+    cv.handshake()
+    send = cv.send(cv.client, 0, 4000)
+    for _ in range(4):
+        cv.data(cv.client, b"w" * 1000)
+    cv.recv(cv.server, 0, 4000)
+    cv.close_both(cv.client)
+    r = correlate(cv.events, cv.packets)
+    assert [s.rel_seq for s in r.segments_for(send)] == [1, 1001, 2001, 3001]
+    assert r.coverage.trace_fraction == 1.0 and r.coverage.segment_fraction == 1.0
+    fin = [s for s in r.segments if s.kind == "fin" and s.direction == 0][0]
+    assert fin.rel_seq == 4001
+
+
+def test_capture_started_late_is_reported_not_guessed():
+    cv = Conversation()
+    cv.handshake()
+    send = cv.send(cv.client, 0, 100)
+    cv.data(cv.client, b"l" * 100)
+    packets = cv.packets[3:]                                # no handshake captured
+    r = correlate(cv.events, packets)
+    assert any("no SYN" in note for note in r.notes)
+    assert r.coverage.trace_matched == 0 and r.coverage.unmatched_trace == [(send, 0, 100)]
+    assert r.coverage.segment_bytes == 100 and r.coverage.unmatched_segments
+
+
+def test_ipv6_connection():
+    cv = Conversation(client=("::1", 40000), server=("::1", 50000), ipv6=True)
+    cv.handshake()
+    cv.send(cv.client, 0, 10)
+    cv.data(cv.client, b"0123456789")
+    cv.recv(cv.server, 0, 10)
+    cv.close_both(cv.client)
+    r = correlate(cv.events, cv.packets)
+    assert r.coverage.trace_matched == 20 and r.coverage.segment_matched == 10
+    assert r.connections[0].has_handshake()
+
+
+def _session(passive: bool):
+    """A control connection announcing a data connection, then the transfer."""
+    ctl = Conversation(client=("127.0.0.1", 41000), server=("127.0.0.1", 2121),
+                       channel="control", cisn=5, sisn=9)
+    ctl.ends = {ctl.client: (1, 1, "client"), ctl.server: (2, 1, "server")}
+    ctl.handshake()
+    data_client = ("127.0.0.1", 41001) if passive else ("127.0.0.1", 2120)
+    data_server = ("127.0.0.1", 50123) if passive else ("127.0.0.1", 45678)
+    listener = data_server
+    p1, p2 = divmod(listener[1], 256)
+    off = {"c": 0, "s": 0}
+
+    def line(who, text, **fields):
+        raw = (text + "\r\n").encode()
+        src = ctl.client if who == "c" else ctl.server
+        dst = ctl.server if who == "c" else ctl.client
+        o = off[who]
+        ctl.send(src, o, len(raw), text=text + "\r\n")
+        ctl.data(src, raw)
+        ctl.recv(dst, o, len(raw), text=text + "\r\n")
+        kind = "command" if who == "c" else "reply"
+        for end, d in ((src, "out"), (dst, "in")):
+            extra = dict(fields)
+            ctl.event(end, kind, dir=d, offset=o, len=len(raw), text=text, **extra)
+        off[who] += len(raw)
+
+    if passive:
+        line("c", "PASV", verb="PASV", arg="")
+        line("s", f"227 Entering Passive Mode (127,0,0,1,{p1},{p2}).", code=227)
+    else:
+        line("c", f"PORT 127,0,0,1,{p1},{p2}", verb="PORT", arg=f"127,0,0,1,{p1},{p2}")
+        line("s", "200 PORT command successful.", code=200)
+    line("c", "RETR a.bin", verb="RETR", arg="a.bin")
+    data = Conversation(client=data_client, server=data_server, t0=ctl.t + 0.01)
+    data.seq = ctl.seq
+    data.ends = {data_client: (1 if passive else 2, 2, "client" if passive else "server"),
+                 data_server: (2 if passive else 1, 2, "server" if passive else "client")}
+    data.handshake()
+    sender = data_server if passive else data_client        # the server sends the file
+    receiver = data_client if passive else data_server
+    data.send(sender, 0, 5)
+    data.data(sender, b"hello")
+    data.recv(receiver, 0, 5)
+    data.close_both(sender)
+    data.recv(receiver, 5, 0)
+    ctl.t = data.t
+    line("s", "226 Transfer complete.", code=226)
+    return ctl.events + data.events, ctl.packets + data.packets
+
+
+@pytest.mark.parametrize("passive", [True, False])
+def test_data_connection_attributed_to_its_commands(passive):
+    events, packets = _session(passive)
+    r = correlate(events, packets)
+    data = [c for c in r.connections if c.channel == "data"]
+    assert len(data) == 1
+    conn = data[0]
+    announce = "227 Entering" if passive else "PORT 127"
+    assert len(conn.announced_by) == 2 and all(e["text"].startswith(announce)
+                                               for e in conn.announced_by)
+    assert [e["text"] for e in conn.used_by] == ["RETR a.bin", "RETR a.bin"]
+    assert conn.has_handshake() and all(conn.fin_seen)
+    for ev in conn.causes:
+        assert r.connections_caused_by(ev) == [conn]
+    retr = [e for e in events if e.get("verb") == "RETR"][0]
+    assert r.segments_for(retr)[0].payload == b"RETR a.bin\r\n"
+    assert r.coverage.trace_fraction == 1.0 and r.coverage.segment_fraction == 1.0
+    assert "2 of 2" not in r.summary() and "1 of 1" in r.summary()
+
+
+def test_parse_announcement():
+    assert parse_announcement("227", "227 Entering Passive Mode (127,0,0,1,195,80).") == \
+        ("127.0.0.1", 195 * 256 + 80)
+    assert parse_announcement("227", "227 =127,0,0,1,4,1") == ("127.0.0.1", 1025)
+    assert parse_announcement("229", "229 Entering Extended Passive Mode (|||6446|)") == \
+        (None, 6446)
+    assert parse_announcement("PORT", "10,0,0,2,4,2") == ("10.0.0.2", 1026)
+    assert parse_announcement("EPRT", "|2|::1|5282|") == ("::1", 5282)
+    assert parse_announcement("EPRT", "|1|132.235.1.2|6275|") == ("132.235.1.2", 6275)
+    assert parse_announcement("227", "227 nonsense") is None
+    assert split_address("[::ffff:127.0.0.1]:21") == ("127.0.0.1", 21)
+
+
+# --- reading capture files made elsewhere --------------------------------------
+
+def _expected(segments):
+    return [(s.src, s.sport, s.dst, s.dport, s.seq, s.ack, s.flags, s.len) for s in segments]
+
+
+@pytest.mark.parametrize("link", ["ether", "sll", "null", "raw"])
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_reads_pcap_and_pcapng_of_any_link_type(tmp_path, link, fmt):
+    events, packets = _session(passive=True)
+    framed = []
+    for p in packets:
+        if link == "ether":
+            f = Ether(src="00:00:00:00:00:00", dst="00:00:00:00:00:00") / p
+        elif link == "sll":                 # tcpdump -i any on Linux
+            f = CookedLinux(pkttype=0, lladdrtype=772, lladdrlen=6, proto=0x0800) / p
+        elif link == "null":                # macOS lo0
+            f = Loopback(type=2) / p
+        else:
+            f = p
+        f.time = p.time
+        framed.append(f)
+    path = tmp_path / f"c.{fmt}"
+    if fmt == "pcap":
+        wrpcap(str(path), framed, linktype={"ether": 1, "sll": 113, "null": 0, "raw": 101}[link])
+    else:
+        with PcapNgWriter(str(path)) as w:
+            for f in framed:
+                w.write(f)
+    segs = list(read_segments(path))
+    assert _expected(segs) == _expected(correlate([], packets).segments)
+    assert [round(s.t, 6) for s in segs] == [round(float(p.time), 6) for p in packets]
+    r = correlate(events, path)
+    assert r.coverage.trace_fraction == 1.0 and r.coverage.segment_fraction == 1.0
+
+
+def test_truncated_capture_still_counts_payload(tmp_path):
+    events, packets = _session(passive=False)
+    path = tmp_path / "short.pcap"
+    wrpcap(str(path), [Ether() / p for p in packets])
+    from scapy.utils import RawPcapReader
+    frames = [f for f, _ in RawPcapReader(str(path))]
+    # wrpcap keeps whole frames; truncate them as tcpdump -s 60 would.
+    path2 = tmp_path / "short2.pcap"
+    from trace.capture import PcapWriter
+    with PcapWriter(path2, snaplen=60) as w:
+        for f, p in zip(frames, packets):
+            w.write(f[:60], float(p.time), wirelen=len(f))
+    r = correlate(events, path2)
+    assert r.coverage.trace_fraction == 1.0 and r.coverage.segment_fraction == 1.0
+    assert [s.len for s in r.segments] == [s.len for s in correlate([], packets).segments]
+    assert any(len(s.payload) < s.len for s in r.segments)
+
+
+def test_segment_describe():
+    s = Segment(3, 1.0, "127.0.0.1", 40000, "127.0.0.1", 21, 10, 20, 0x18, 6)
+    s.rel_seq, s.rel_ack = 1, 1
+    assert s.describe() == "#3 127.0.0.1:40000 > 127.0.0.1:21 [PSH,ACK] seq=1 ack=1 len=6"
