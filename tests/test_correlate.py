@@ -322,7 +322,8 @@ def test_data_connection_attributed_to_its_commands(passive):
     retr = [e for e in events if e.get("verb") == "RETR"][0]
     assert r.segments_for(retr)[0].payload == b"RETR a.bin\r\n"
     assert r.coverage.trace_fraction == 1.0 and r.coverage.segment_fraction == 1.0
-    assert "2 of 2" not in r.summary() and "1 of 1" in r.summary()
+    assert "data connections: 1; with handshake, FINs from both sides and a cause: 1" \
+        in r.summary()
 
 
 def test_parse_announcement():

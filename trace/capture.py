@@ -239,16 +239,24 @@ class Capture:
             pass
         self._sniffer = None
         self.dropped = self._kernel_drops()
-        with self._lock:
-            for key in list(self._pending):
-                self._pending[key] = "drop"
-            self._flush()
         if self._socket is not None:
             try:
                 self._socket.close()
             except Exception:
                 pass
-        self._writer.close()
+        return self.finish()
+
+    def finish(self) -> "Capture":
+        """Write out what is still queued (connections never recognised as
+        the session's are left out) and close the file."""
+        with self._lock:
+            for key in list(self._pending):
+                if self._pending[key] == "wait":
+                    self._pending[key] = "drop"
+            if self._writer is None:
+                self._writer = PcapWriter(self.path, self._linktype)
+            self._flush()
+            self._writer.close()
         return self
 
     def __enter__(self):
@@ -277,9 +285,15 @@ class Capture:
 
     # -- the sniffer thread --------------------------------------------------
     def _packet(self, pkt) -> None:
-        frame = bytes(pkt)
-        t = float(pkt.time)
         self._last_packet = time.monotonic()
+        self.feed(bytes(pkt), float(pkt.time))
+
+    def feed(self, frame: bytes, t: float) -> None:
+        """Filter one captured frame into the file: what the sniffer does
+        with every packet (it may also be called to filter frames read from
+        elsewhere; :meth:`finish` then closes the file)."""
+        if self._writer is None:
+            self._writer = PcapWriter(self.path, self._linktype)
         parsed = parse_frame(frame, self._linktype)
         if parsed is None:
             return

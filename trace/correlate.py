@@ -478,7 +478,11 @@ class Correlation:
         data = [c for c in self.connections if c.channel == "data"]
         if data:
             ok = sum(1 for c in data if c.has_handshake() and all(c.fin_seen) and c.causes)
-            text += f"\ndata connections with handshake, both FINs and a cause: {ok} of {len(data)}"
+            text += (f"\ndata connections: {len(data)}; with handshake, FINs from both sides "
+                     f"and a cause: {ok}")
+            reset = sum(1 for c in data if c.reset)
+            if reset:
+                text += f"; reset: {reset}"
         for note in self.notes:
             text += f"\nnote: {note}"
         return text
