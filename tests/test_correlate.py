@@ -8,6 +8,7 @@ written by hand in the trace format; no capture privileges are needed.
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from scapy.layers.inet import IP, TCP
@@ -397,3 +398,59 @@ def test_segment_describe():
     s = Segment(3, 1.0, "127.0.0.1", 40000, "127.0.0.1", 21, 10, 20, 0x18, 6)
     s.rel_seq, s.rel_ack = 1, 1
     assert s.describe() == "#3 127.0.0.1:40000 > 127.0.0.1:21 [PSH,ACK] seq=1 ack=1 len=6"
+
+
+# --- the interleaved view --------------------------------------------------------
+
+def _render(events, packets, **kw):
+    from rich.console import Console
+    from trace.segments import render_with_segments
+    console = Console(record=True, width=220, color_system=None)
+    console.print(render_with_segments(events, packets, **kw))
+    return console.export_text().splitlines()
+
+
+@pytest.mark.parametrize("passive", [True, False])
+def test_render_with_segments_puts_each_segment_under_its_event(passive):
+    events, packets = _session(passive)
+    stray = IP(src="127.0.0.1", dst="127.0.0.1") / TCP(sport=1, dport=2, flags="PA", seq=7,
+                                                         ack=1) / b"??"
+    stray.time = packets[-1].time + 1
+    lines = _render(events, packets + [stray])
+    assert "trace bytes in segments: 100.00%" in lines[0]
+    numbered = [line for line in lines if re.search(r"#\d+ \d+→\d+ \[", line)]
+    # Every segment once, the stray one flagged.
+    assert sorted(int(re.search(r"#(\d+) ", l).group(1)) for l in numbered) == \
+        list(range(1, len(packets) + 2))
+    assert "not in the trace" in numbered[-1] and "seq=1 len=2" in numbered[-1]
+    assert any("note:" in line and "no SYN" in line for line in lines[:3])
+
+    def index(pattern):
+        return next(i for i, line in enumerate(lines) if re.search(pattern, line))
+    retr = index(r"→ RETR a.bin")
+    assert re.search(r"\[PSH,ACK\] seq=\d+ ack=\d+ len=12$", lines[retr + 1].rstrip())
+    connect = index(r"connect .*for RETR a.bin")
+    assert "[SYN] seq=0 len=0" in lines[connect + 1]
+    assert "[SYN,ACK] seq=0 ack=1 len=0" in lines[connect + 2]
+    assert "[ACK] seq=1 ack=1 len=0" in lines[connect + 3]
+    announce = index(r"227 Entering" if passive else r"→ PORT 127")
+    assert "announces data connection" in lines[announce]
+    send = index(r"send 5 bytes at offset 0")
+    assert "len=5" in lines[send + 1]
+    # The sender's close is followed by its FIN; the EOF recv by the other's.
+    # The EOF recv is followed by the peer's FIN (no close events here).
+    eof = index(r"recv: end of stream")
+    assert "[FIN,ACK]" in lines[eof + 1] and "seq=6" in lines[eof + 1]
+    assert sum(1 for line in lines if "not in the trace" in line) == 1
+
+
+def test_render_limits_segments_per_event():
+    cv = Conversation()
+    cv.handshake()
+    cv.send(cv.client, 0, 20 * 100)
+    for _ in range(20):
+        cv.data(cv.client, b"d" * 100)
+    cv.recv(cv.server, 0, 2000)
+    lines = _render(cv.events, cv.packets, max_segments=5, acks=False)
+    assert sum(1 for line in lines if "len=100" in line) == 4
+    assert any("… 16 more segments, 1600 payload bytes" in line for line in lines)
