@@ -217,9 +217,18 @@ class FtpClient:
     # --- the user's commands -------------------------------------------------------
 
     def get(self, remote: str, local: str, progress=None) -> TransferResult:
-        """Download ``remote`` into ``local`` (replaced only if the download completes)."""
-        return self.transfer("RETR", remote,
-                             lambda data: helper.receive_file(data, local, progress), "download")
+        """Download ``remote`` into ``local``.
+
+        The end of the data connection may be the server finishing, or the
+        server dying: only the 226 that follows tells them apart. So the file
+        keeps its temporary name until transfer() has seen the 226.
+        """
+        with helper.PartialFile(local) as partial:
+            result = self.transfer("RETR", remote,
+                                   lambda data: helper.receive_into(data, partial.file, progress),
+                                   "download")
+            partial.commit()
+        return result
 
     def put(self, local: str, remote: str, progress=None) -> TransferResult:
         """Upload ``local`` as ``remote``, announcing its size first (ALLO) so

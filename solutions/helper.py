@@ -155,39 +155,68 @@ def receive_all(sock) -> bytes:
         chunks.append(chunk)
 
 
+class PartialFile:
+    """A file written under a hidden temporary name, given its real name only
+    by :meth:`commit`.
+
+    Whoever receives a file decides when it is complete: the server when the
+    data connection closed cleanly, the client only once the server's 226
+    confirms it. Until then the bytes live in ``.name.XXXX.part`` in the same
+    directory (so the final rename stays on one file system and is atomic),
+    and leaving the ``with`` block without committing deletes them. A broken
+    transfer therefore never leaves a truncated file under the real name, and
+    an older file of that name stays intact.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.path.abspath(path)
+        directory, name = os.path.split(self.path)
+        self.partial = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
+        # Mode 0o666 lets the umask decide the permissions, as for any new file.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        self.file = os.fdopen(os.open(self.partial, flags, 0o666), "wb")
+        self.committed = False
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.partial, self.path)
+        self.committed = True
+
+    def __enter__(self) -> "PartialFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.committed:
+            self.file.close()
+            os.unlink(self.partial)
+
+
 def receive_file(sock, path: str | os.PathLike, progress: Progress | None = None,
                  expected_size: int | None = None,
                  still_wanted: Callable[[], bool] | None = None) -> int:
     """Receive until the sender closes, into ``path``; returns the bytes received.
 
-    The bytes go to a temporary file in the same directory, which is renamed
-    to ``path`` only once the sender has closed cleanly: if the size was
-    announced, it must match, and ``still_wanted()``, if given, must agree.
-    A transfer that breaks off leaves no truncated file under the real name,
-    and the old file, if there was one, is intact.
+    The file gets its real name only if the sender closed cleanly, the size
+    matches the announced one (if any) and ``still_wanted()`` (if given)
+    agrees; otherwise it is discarded (see PartialFile).
     """
-    directory, name = os.path.split(os.path.abspath(path))
-    # A hidden name in the same directory, so the final rename stays on one
-    # file system (and so is atomic). Mode 0o666 lets the umask decide the
-    # permissions, as for any file the user creates.
-    partial = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        try:
-            with os.fdopen(fd, "wb") as file:
-                received = _copy_until_eof(sock, file, progress)
-        except OSError as err:
-            if err.errno == errno.ENOSPC:
-                raise StorageFull() from err
-            raise
+    with PartialFile(path) as partial:
+        received = receive_into(sock, partial.file, progress)
         if expected_size is not None and received != expected_size:
             raise IncompleteTransfer(received, expected_size)
         if still_wanted is not None and not still_wanted():
             raise IncompleteTransfer(received, None)
-        os.replace(partial, path)
-        return received
-    except BaseException:
-        os.unlink(partial)
+        partial.commit()
+    return received
+
+
+def receive_into(sock, file, progress: Progress | None = None) -> int:
+    """Copy a data connection into an open file until the sender closes it."""
+    try:
+        return _copy_until_eof(sock, file, progress)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise StorageFull() from err
         raise
 
 

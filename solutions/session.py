@@ -156,6 +156,9 @@ class Session:
 
     @command("PASS", needs_login=False)
     def pass_(self, password: str) -> None:
+        if self.logged_in:
+            self.reply(Code.LOGGED_IN, "Already logged in.")
+            return
         if self.user is None:
             self.reply(Code.BAD_SEQUENCE, "Login with USER first.")
             return
