@@ -91,12 +91,12 @@ def problems(event: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from .reader import TraceError, read_log
 
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        print("usage: python -m trace.schema LOG [LOG ...]", file=sys.stderr)
-        return 2
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m trace.schema",
+                                     description="Check trace logs against the schema (trace/SCHEMA.md).")
+    parser.add_argument("logs", nargs="+", metavar="LOG")
     bad = 0
-    for path in paths:
+    for path in parser.parse_args(argv).logs:
         count = 0
         try:
             for event in read_log(path):
