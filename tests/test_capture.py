@@ -263,3 +263,25 @@ def test_pcap_writer_output_opens_in_tshark(tmp_path):
     assert out[0].split("\t")[:2] == ["54", "0"]
     assert out[1].split("\t")[:2] == [str(54 + len(big)), str(len(big))]
     assert float(out[1].split("\t")[2]) == pytest.approx(1.25)
+
+
+def test_filter_takes_the_control_port_from_the_trace_log(tmp_path):
+    """With the session's log, another FTP session on the same machine
+    (greeting and all) stays out."""
+    log = tmp_path / "session.log"
+    cap = Capture(tmp_path / "c.pcap", log=log)
+    ours, theirs = ("127.0.0.1", 2121), ("127.0.0.1", 2222)
+    cli1, cli2 = ("127.0.0.1", 40000), ("127.0.0.1", 40001)
+    cap.feed(_frame(cli2, theirs, "S"), 1.0)                       # before our server starts
+    cap.feed(_frame(theirs, cli2, "SA"), 1.1)
+    cap.feed(_frame(theirs, cli2, "PA", payload=b"220 other server\r\n"), 1.2)
+    log.write_text('{"type":"header","t":1.5,"seq":0,"role":"server","pid":1}\n'
+                   '{"type":"listen","t":1.5,"seq":1,"role":"server","pid":1,"conn":1,'
+                   '"channel":"control","local":"127.0.0.1:2121"}\n')
+    cap.feed(_frame(cli1, ours, "S"), 2.0)
+    cap.feed(_frame(ours, cli1, "SA"), 2.1)
+    cap.feed(_frame(ours, cli1, "PA", payload=b"220 ours\r\n"), 2.2)
+    cap.feed(_frame(theirs, cli2, "PA", payload=b"227 Entering Passive Mode (127,0,0,1,4,1)\r\n"), 2.3)
+    cap.finish()
+    assert cap.control_ports == {2121} and cap.data_ports == set()
+    assert [s.payload for s in read_segments(tmp_path / "c.pcap")] == [b"", b"", b"220 ours\r\n"]

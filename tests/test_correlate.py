@@ -454,3 +454,20 @@ def test_render_limits_segments_per_event():
     lines = _render(cv.events, cv.packets, max_segments=5, acks=False)
     assert sum(1 for line in lines if "len=100" in line) == 4
     assert any("… 16 more segments, 1600 payload bytes" in line for line in lines)
+
+
+def test_the_shipped_sample_correlates_completely():
+    from pathlib import Path
+    import trace
+    samples = Path(__file__).resolve().parent.parent / "trace" / "samples"
+    r = correlate(trace.load(samples / "session.log"), samples / "capture.pcap")
+    cov = r.coverage
+    assert cov.trace_bytes > 1_000_000 and cov.trace_matched == cov.trace_bytes
+    assert cov.segment_matched == cov.segment_bytes
+    assert not cov.untraced_connections and not cov.uncaptured_ends and not r.notes
+    data = [c for c in r.connections if c.channel == "data"]
+    assert sum(1 for c in data if c.has_handshake() and all(c.fin_seen) and c.causes) == 4
+    (reset,) = [c for c in data if c.reset]          # the get of the missing file
+    assert [e.get("verb") for e in reset.used_by] == ["RETR"]
+    lines = _render(trace.load(samples / "session.log"), samples / "capture.pcap")
+    assert "100.00%" in lines[0]

@@ -159,15 +159,21 @@ class Capture:
     """Capture one session's TCP traffic on loopback into a pcap file.
 
     ``control_port``: the server's control port (or ports), if known;
-    :meth:`add_control_port` adds one later. Without any, a connection is
-    recognised as a control connection by its ``220`` greeting. Data ports
-    are learnt from the control channel. With ``everything=True`` all TCP
-    on the interface is kept.
+    :meth:`add_control_port` adds one later. ``log``: the session's trace
+    log, if it is being written; the control ports are then read from its
+    ``listen`` events as the session starts (this is the safe choice on a
+    machine where other FTP sessions may run at the same time). Without
+    either, the first connection that opens with a ``220`` greeting is taken
+    as the control connection. Data ports are learnt from the control
+    channel. With ``everything=True`` all TCP on the interface is kept.
     """
 
-    def __init__(self, path, control_port=None, *, iface: str | None = None,
+    def __init__(self, path, control_port=None, *, log=None, iface: str | None = None,
                  everything: bool = False):
         self.path = os.fspath(path)
+        self.log = os.fspath(log) if log is not None else None
+        self._log_pos = 0
+        self._log_tail = b""
         self.iface = iface or loopback_interface()
         self.everything = everything
         if control_port is None:
@@ -314,7 +320,17 @@ class Capture:
                     else ((dst, dport), (src, sport))
                 state = self._pending.get(key)
                 if state is None and flags & 0x02 and not flags & 0x10:
-                    state = self._pending[key] = "wait"     # a new connection: watch it
+                    if self.log is not None:
+                        # A new connection: is it to a control port the
+                        # session's log has announced by now?
+                        self._read_log()
+                        if dport in self.control_ports:
+                            self._queue.append(("keep", frame, t))
+                            self._flush()
+                            return
+                        state = self._pending[key] = "drop"
+                    else:
+                        state = self._pending[key] = "wait"     # watch it for a greeting
                 if state == "wait":
                     verdict = key
                     if payload:
@@ -350,6 +366,28 @@ class Capture:
             if verdict == "keep":
                 self._writer.write(frame, t)
                 self.kept += 1
+
+    def _read_log(self) -> None:
+        """Take the control ports from the new ``listen`` events in the log."""
+        import json
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(self._log_pos)
+                data = f.read()
+        except OSError:
+            return
+        self._log_pos += len(data)
+        lines = (self._log_tail + data).split(b"\n")
+        self._log_tail = lines[-1]
+        for line in lines[:-1]:
+            if b'"listen"' not in line or b'"control"' not in line:
+                continue
+            try:
+                ev = json.loads(line)
+                if ev.get("type") == "listen" and ev.get("channel") == "control":
+                    self.control_ports.add(int(ev["local"].rsplit(":", 1)[1]))
+            except (ValueError, KeyError, AttributeError):
+                continue
 
     def _learn(self, flow, payload: bytes) -> None:
         """Read control-channel lines for announced data ports."""

@@ -51,17 +51,19 @@ class Recording:
 
 
 @contextmanager
-def capturing(path, control_port=None, say: Callable[[str], None] | None = print):
+def capturing(path, control_port=None, *, log=None,
+              say: Callable[[str], None] | None = print):
     """Capture while the body runs, if this process can; yields the
     :class:`~trace.capture.Capture` or ``None`` (after saying why, in one
-    line, through ``say``). The body's session need not be known in
-    advance: the control connection is recognised by its ``220`` greeting.
+    line, through ``say``). Give the session's trace ``log`` (or its
+    ``control_port``) so that only that session is kept: the control port
+    is read from the log's ``listen`` event as the server starts.
     """
     reason = why_not()
     cap = None
     if reason is None:
         try:
-            cap = Capture(path, control_port).start()
+            cap = Capture(path, control_port, log=log).start()
         except CaptureError as err:
             reason = str(err)
     if reason and say:
@@ -137,7 +139,7 @@ def record(log, capture_path=None, run: Callable[[Path], Session] | None = None,
         run = record_session
     if capture_path is None:
         return Recording(run(log), None, "not asked for")
-    with capturing(capture_path, say=say) as cap:
+    with capturing(capture_path, log=log, say=say) as cap:
         session = run(log)
     return Recording(session, cap, None if cap else why_not())
 
