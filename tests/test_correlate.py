@@ -468,6 +468,6 @@ def test_the_shipped_sample_correlates_completely():
     data = [c for c in r.connections if c.channel == "data"]
     assert sum(1 for c in data if c.has_handshake() and all(c.fin_seen) and c.causes) == 4
     (reset,) = [c for c in data if c.reset]          # the get of the missing file
-    assert [e.get("verb") for e in reset.used_by] == ["RETR"]
+    assert [e.get("verb") for e in reset.used_by] == ["RETR", "RETR"]      # client and server
     lines = _render(trace.load(samples / "session.log"), samples / "capture.pcap")
     assert "100.00%" in lines[0]
