@@ -1,0 +1,553 @@
+"""The session model: what happened in a traced session, built event by event.
+
+A trace holds each process's own view: the client logs what its sockets did,
+the server logs what its sockets did. This module puts the two views back
+together, one event at a time, without ever keeping the event list:
+
+* Each TCP connection is seen from up to two *ends*, one per process. An end
+  is named by ``(role, pid, conn)`` (``conn`` ids are only unique within a
+  process). Two ends belong to the same connection when one end's ``local``
+  address is the other's ``remote``.
+* Every message (a control line, a data segment) has a copy in the sender's
+  log and a copy in the receiver's log. The model turns the pair into one
+  :class:`Step` for the diagram. Control lines are matched by
+  (connection, sender, stream offset). Data is drawn from the sender's
+  segments when the sender is in the log; the receiver's segments then only
+  count bytes (the two sides cut the same stream into different pieces).
+* A message whose other copy cannot be in the input (only one side was
+  logged) is still a step, marked with the side that saw it.
+
+While a step waits for its other copy it sits in a short queue, so steps
+come out in time order. The queue is bounded (a number of steps, a span of
+log time), which is what keeps memory flat on a log of any length: the model
+itself holds only one small record per connection and per transfer.
+
+Use it from a notebook as ``session = Session(); for e in trace.load(p):
+session.feed(e)``, then ``session.flush()``; ``trace.diagram`` draws it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Iterable
+
+from .reader import TraceError
+from .tracer import FORMAT, SCHEMA_VERSION
+
+CLIENT, SERVER = "client", "server"
+ROLES = (CLIENT, SERVER)
+
+# Kinds of step, in the order a connection usually goes through them.
+OPEN, LINE, DATA, CLOSE, NOTE = "open", "line", "data", "close", "note"
+
+# How long a message waits for its copy from the other side before it is
+# drawn as seen by one side only. Copies of one message are normally a few
+# events apart; a crashed peer never sends its copy at all.
+MATCH_WINDOW_STEPS = 256
+MATCH_WINDOW_SECONDS = 2.0
+
+# Outcomes of a transfer, worst first: when the two sides disagree, the
+# summary shows the worse one.
+VERDICT_ORDER = ("mismatch", "aborted", "unfinished", "unverified", "ok", "verified")
+
+
+def other(role: str) -> str:
+    return SERVER if role == CLIENT else CLIENT
+
+
+class End:
+    """One process's end of a TCP connection."""
+
+    __slots__ = ("role", "pid", "conn", "local", "remote", "how", "closed", "connection")
+
+    def __init__(self, role, pid, conn, local, remote):
+        self.role, self.pid, self.conn = role, pid, conn
+        self.local, self.remote = local, remote
+        self.how = None          # "connect" or "accept"; None if the log began later
+        self.closed = False
+        self.connection: Connection | None = None
+
+
+class Connection:
+    """One TCP connection, put together from the ends the logs show."""
+
+    __slots__ = ("number", "channel", "ends", "t_open", "t_close", "connector",
+                 "client_address", "server_address", "carried", "delivered",
+                 "awaiting", "pending_close", "last_command")
+
+    def __init__(self, number: int, channel: str, t_open: float):
+        self.number = number              # session-wide: #1, #2, ... in order of opening
+        self.channel = channel            # "control" or "data"
+        self.ends: dict[str, End] = {}    # role -> End
+        self.t_open = t_open
+        self.t_close: float | None = None  # when the last end closed
+        self.connector: str | None = None  # the role that called connect()
+        self.client_address: str | None = None
+        self.server_address: str | None = None
+        # Bytes sent by each role: as its own log counts them (carried) and
+        # as the receiver's log counts them (delivered). Either may be absent.
+        self.carried = {CLIENT: 0, SERVER: 0}
+        self.delivered = {CLIENT: 0, SERVER: 0}
+        self.awaiting: dict = {}          # (sender, offset) -> control Step waiting for its copy
+        self.pending_close: Step | None = None
+        self.last_command: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number}"
+
+    @property
+    def paired(self) -> bool:
+        return len(self.ends) == 2
+
+    @property
+    def open(self) -> bool:
+        return self.t_close is None
+
+    def bytes_from(self, role: str) -> int:
+        """Bytes the given role sent on this connection, by the best count we have."""
+        return max(self.carried[role], self.delivered[role])
+
+    @property
+    def lifetime(self) -> float | None:
+        return None if self.t_close is None else self.t_close - self.t_open
+
+    @property
+    def seen_by(self) -> str:
+        """Which logs show this connection: 'both', 'client' or 'server'."""
+        return "both" if self.paired else next(iter(self.ends), "?")
+
+
+class Step:
+    """One row of the sequence diagram.
+
+    ``sender`` is the role a message travels from (``client`` means
+    client-to-server); ``seen`` says which logs hold it: ``both``,
+    ``client`` or ``server``.
+    """
+
+    __slots__ = ("kind", "t", "connection", "sender", "text", "code", "offset", "length",
+                 "seen", "final", "role", "style", "event", "settled", "channel")
+
+    def __init__(self, kind, t, connection=None, *, sender=None, text="", code=None,
+                 offset=0, length=0, seen="both", final=False, role=None, style=None,
+                 event=None, settled=True, channel=None):
+        self.kind, self.t, self.connection = kind, t, connection
+        self.sender, self.text, self.code = sender, text, code
+        self.offset, self.length = offset, length
+        self.seen, self.final = seen, final
+        self.role, self.style, self.event = role, style, event
+        self.settled = settled
+        self.channel = connection.channel if connection is not None else channel
+
+    def __repr__(self):
+        where = self.connection.label if self.connection else "-"
+        return f"<Step {self.kind} {where} {self.sender or self.role or ''} {self.text!r}>"
+
+
+class Transfer:
+    """One file or listing, merged from the transfer events of both sides."""
+
+    __slots__ = ("command", "path", "direction", "t_start", "connection", "sides")
+
+    def __init__(self, command, path, direction, t_start, connection):
+        self.command, self.path, self.direction = command, path, direction
+        self.t_start = t_start
+        self.connection: Connection | None = connection
+        self.sides: dict[str, dict] = {}  # role -> {bytes, duration, sha256, verdict}
+
+    @property
+    def bytes(self) -> int:
+        return max((side["bytes"] for side in self.sides.values()), default=0)
+
+    @property
+    def duration(self) -> float:
+        return max((side["duration"] for side in self.sides.values()), default=0.0)
+
+    @property
+    def throughput(self) -> float | None:
+        """Bytes per second, or None when the duration is too short to say."""
+        return self.bytes / self.duration if self.duration > 0 else None
+
+    @property
+    def verdict(self) -> str:
+        hashes = {side.get("sha256") for side in self.sides.values()}
+        if len(self.sides) == 2 and None not in hashes:
+            # Both sides hashed the bytes: the viewer can check integrity itself.
+            return "verified" if len(hashes) == 1 else "mismatch"
+        said = [side["verdict"] for side in self.sides.values()]
+        return min(said, key=lambda v: VERDICT_ORDER.index(v) if v in VERDICT_ORDER else -1)
+
+
+class ErrorRecord:
+    """An error reply (4xx/5xx) or an error a program reported."""
+
+    __slots__ = ("t", "role", "code", "text", "connection", "command")
+
+    def __init__(self, t, role, code, text, connection=None, command=None):
+        self.t, self.role, self.code, self.text = t, role, code, text
+        self.connection, self.command = connection, command
+
+
+# --- the model ----------------------------------------------------------------
+
+class Session:
+    """A traced session, built up by :meth:`feed` one event at a time.
+
+    ``feed`` returns the diagram steps that are ready, in time order; call
+    :meth:`flush` at the end of the input for the rest. Problems with single
+    events go to ``on_problem`` (by default they raise :class:`TraceError`).
+    """
+
+    def __init__(self, on_problem: Callable[[TraceError], None] | None = None):
+        self.on_problem = on_problem or _raise
+        self.start: float | None = None       # time of the first event
+        self.end: float | None = None         # time of the latest event
+        self.events_used = 0                  # events that were understood
+        self.roles_seen: set[str] = set()
+        self.connections: list[Connection] = []
+        self.transfers: list[Transfer] = []
+        self.errors: list[ErrorRecord] = []
+        self._ends: dict[tuple, End] = {}          # (role, pid, conn) -> End
+        self._unpaired: dict[tuple, Connection] = {}  # (local, remote) -> waiting for its peer end
+        self._refused: set[tuple] = set()          # (role, pid) whose header we cannot read
+        self._started: dict[tuple, list] = {}      # open transfer_start times per side
+        self._queue: deque[Step] = deque()         # steps waiting, in time order
+        self._handlers = {
+            "header": self._on_header, "listen": self._on_listen,
+            "connect": self._on_connect, "accept": self._on_connect,
+            "send": self._on_bytes, "recv": self._on_bytes,
+            "command": self._on_line, "reply": self._on_line,
+            "close": self._on_close, "transfer_start": self._on_transfer_start,
+            "transfer_end": self._on_transfer_end, "error": self._on_error,
+        }
+
+    # -- input -----------------------------------------------------------------
+    def feed(self, event) -> list[Step]:
+        """Take one event; return the steps now ready to draw."""
+        kind = event.get("type")
+        role = event.get("role")
+        if (role, event.get("pid")) in self._refused:
+            return []                          # its header was already reported
+        handler = self._handlers.get(kind)
+        if handler is None:
+            self._problem(event, f"unknown event type {kind!r}; shown as is")
+            return self._add(Step(NOTE, self._time_of(event), role=role if role in ROLES else None,
+                                  style="unknown", event=event))
+        t = event.get("t")
+        if not isinstance(t, (int, float)) or isinstance(t, bool):
+            self._problem(event, f"{kind} event has no valid time 't'")
+            return []
+        if role not in ROLES:
+            self._problem(event, f"{kind} event has role {role!r}, expected client or server")
+            return []
+        if self.end is None or t > self.end:
+            self.end = t
+        try:
+            step = handler(event, role, t)
+        except KeyError as err:
+            self._problem(event, f"{kind} event lacks field {err.args[0]!r}")
+            return []
+        except (TypeError, ValueError, AttributeError) as err:
+            self._problem(event, f"{kind} event has a field of the wrong type ({err})")
+            return []
+        if kind != "header" or step is not None:
+            self.events_used += 1
+            self.roles_seen.add(role)
+            if self.start is None:
+                self.start = t
+        return self._add(step) if step is not None else self._release()
+
+    def flush(self) -> list[Step]:
+        """Let every waiting step go: the input ended, or a live log went quiet."""
+        ready = []
+        while self._queue:
+            ready.append(self._let_go(self._queue.popleft()))
+        return ready
+
+    def finish(self) -> list[Step]:
+        """End of input: flush, and record transfers that started but never ended."""
+        for (role, _pid, _control, command, path), starts in self._started.items():
+            for t_start, direction in starts:
+                transfer = Transfer(command, path, direction, t_start, None)
+                transfer.sides[role] = {"bytes": 0, "duration": 0.0, "sha256": None,
+                                        "verdict": "unfinished"}
+                self.transfers.append(transfer)
+        self._started.clear()
+        return self.flush()
+
+    def connection_of(self, event) -> Connection | None:
+        """The connection an event (already fed) belongs to, if any."""
+        end = self._ends.get((event.get("role"), event.get("pid"), event.get("conn")))
+        return end.connection if end else None
+
+    # -- waiting for the other copy ------------------------------------------------
+    def _add(self, step: Step) -> list[Step]:
+        if not self._queue and step.settled:
+            return [step]                       # the common case: nothing waits
+        self._queue.append(step)
+        return self._release()
+
+    def _release(self) -> list[Step]:
+        queue = self._queue
+        ready = []
+        while queue:
+            head = queue[0]
+            if head.settled:
+                ready.append(queue.popleft())
+            elif len(queue) > MATCH_WINDOW_STEPS or self.end - head.t > MATCH_WINDOW_SECONDS:
+                ready.append(self._let_go(queue.popleft()))
+            else:
+                break
+        return ready
+
+    def _let_go(self, step: Step) -> Step:
+        """A step leaves the queue whether or not its other copy came."""
+        if not step.settled and step.kind == LINE:
+            step.connection.awaiting.pop((step.sender, step.offset), None)
+        step.settled = True
+        return step
+
+    def _peer_missing(self, role: str) -> bool:
+        """True when nothing from the other side is in the input (a one-sided log)."""
+        return other(role) not in self.roles_seen
+
+    # -- connection ends -------------------------------------------------------------
+    def _end(self, event, role: str, t: float) -> End:
+        """The end an event happened on, created (and paired) the first time."""
+        key = (role, event["pid"], event["conn"])
+        end = self._ends.get(key)
+        if end is not None:
+            return end
+        end = End(role, event["pid"], event["conn"], event["local"], event["remote"])
+        self._ends[key] = end
+        # The other end of this TCP connection has our addresses swapped.
+        connection = self._unpaired.pop((end.remote, end.local), None)
+        if connection is not None and role not in connection.ends:
+            connection.ends[role] = end
+            end.connection = connection
+            self._paired(connection)
+        else:
+            connection = Connection(len(self.connections) + 1, event["channel"], t)
+            connection.ends[role] = end
+            end.connection = connection
+            self.connections.append(connection)
+            if end.local and end.remote:
+                self._unpaired[(end.local, end.remote)] = connection
+            self._add_quietly(Step(OPEN, t, connection, role=role,
+                                   settled=self._peer_missing(role)))
+        if role == CLIENT:
+            connection.client_address, connection.server_address = end.local, end.remote
+        elif connection.client_address is None:
+            connection.client_address, connection.server_address = end.remote, end.local
+        return end
+
+    def _add_quietly(self, step: Step) -> None:
+        """Queue a step made while handling another event (released with it)."""
+        self._queue.append(step)
+
+    def _paired(self, connection: Connection) -> None:
+        """Both ends are known now: steps that waited for that can go."""
+        for step in self._queue:
+            if step.connection is connection and step.kind in (OPEN, DATA):
+                step.settled = True
+        if connection.pending_close is not None:
+            # The end that closed was not the last one: its peer just showed up.
+            connection.pending_close.final = False
+            connection.pending_close.settled = True
+            connection.pending_close = None
+            connection.t_close = None
+
+    # -- handlers, one per event type ------------------------------------------------
+    def _on_header(self, event, role, t):
+        if event.get("format") != FORMAT or not isinstance(event.get("schema"), int) \
+                or event["schema"] > SCHEMA_VERSION:
+            # The reader has reported it; this process's events mean something else.
+            self._refused.add((role, event.get("pid")))
+            return None
+        return Step(NOTE, t, role=role, style="header",
+                    text=f"{role} pid {event['pid']} starts tracing on {event.get('host', '?')}")
+
+    def _on_listen(self, event, role, t):
+        return Step(NOTE, t, role=role, style="listen", channel=event["channel"],
+                    text=f"{role} listens on {event['local']} ({event['channel']})")
+
+    def _on_connect(self, event, role, t):
+        end = self._end(event, role, t)
+        end.how = event["type"]
+        connection = end.connection
+        if connection.connector is None:
+            connection.connector = role if end.how == "connect" else other(role)
+        return None
+
+    def _on_bytes(self, event, role, t):
+        end = self._end(event, role, t)
+        connection = end.connection
+        offset, length = event["offset"], event["len"]
+        top = offset + length
+        outgoing = event["dir"] == "out"
+        sender = role if outgoing else other(role)
+        if outgoing:
+            if top > connection.carried[role]:
+                connection.carried[role] = top
+        elif top > connection.delivered[sender]:
+            connection.delivered[sender] = top
+        if connection.channel != "data" or length == 0:
+            # Control bytes are drawn from the command/reply events; a recv of
+            # nothing is the peer's FIN, which its close step shows.
+            return None
+        if outgoing:
+            return Step(DATA, t, connection, sender=role, offset=offset, length=length,
+                        seen="both" if connection.paired else role,
+                        settled=connection.paired or self._peer_missing(role))
+        if sender in connection.ends:
+            return None                         # drawn from the sender's own segments
+        return Step(DATA, t, connection, sender=sender, offset=offset, length=length, seen=role)
+
+    def _on_line(self, event, role, t):
+        end = self._end(event, role, t)
+        connection = end.connection
+        sender = role if event["dir"] == "out" else other(role)
+        key = (sender, event["offset"])
+        twin = connection.awaiting.pop(key, None)
+        if twin is not None:
+            twin.seen = "both"                  # the other copy of a line already drawn
+            twin.settled = True
+            return None
+        is_reply = event["type"] == "reply"
+        code = event["code"] if is_reply else None
+        text = event["text"]
+        if not is_reply:
+            connection.last_command = text
+        elif code >= 400:
+            self.errors.append(ErrorRecord(t, sender, code, text, connection,
+                                           connection.last_command))
+        step = Step(LINE, t, connection, sender=sender, text=text, code=code,
+                    offset=event["offset"], length=event["len"], seen=role,
+                    settled=self._peer_missing(role))
+        if not step.settled:
+            connection.awaiting[key] = step
+        return step
+
+    def _on_close(self, event, role, t):
+        key = (role, event["pid"], event["conn"])
+        if event.get("remote") is None and key not in self._ends:
+            return None                         # a listener closing: it carried nothing
+        end = self._end(event, role, t)
+        end.closed = True
+        connection = end.connection
+        if isinstance(event.get("sent"), int):
+            connection.carried[role] = max(connection.carried[role], event["sent"])
+        if isinstance(event.get("received"), int):
+            peer = other(role)
+            connection.delivered[peer] = max(connection.delivered[peer], event["received"])
+        last = all(e.closed for e in connection.ends.values())
+        if last:
+            connection.t_close = t
+        step = Step(CLOSE, t, connection, role=role, final=last,
+                    settled=connection.paired or self._peer_missing(role))
+        if not step.settled:
+            connection.pending_close = step
+        return step
+
+    def _on_transfer_start(self, event, role, t):
+        key = (role, event["pid"], event.get("control"), event["command"], event["path"])
+        self._started.setdefault(key, []).append((t, event["direction"]))
+        return Step(NOTE, t, role=role, style="transfer", channel="data",
+                    connection=None, text=f"{event['command']} {event['path']} starts"
+                    f" ({event['direction']})")
+
+    def _on_transfer_end(self, event, role, t):
+        command, path = event["command"], event["path"]
+        nbytes, duration, verdict = event["bytes"], float(event["duration"]), event["verdict"]
+        key = (role, event["pid"], event.get("control"), command, path)
+        starts = self._started.get(key)
+        t_start = starts.pop(0)[0] if starts else t - duration
+        if starts == []:
+            del self._started[key]
+        connection = None
+        if event.get("conn") is not None:
+            end = self._ends.get((role, event["pid"], event["conn"]))
+            connection = end.connection if end else None
+        transfer = self._other_side_of(role, command, path, connection)
+        if transfer is None:
+            transfer = Transfer(command, path, event["direction"], t_start, connection)
+            self.transfers.append(transfer)
+        transfer.connection = transfer.connection or connection
+        transfer.t_start = min(transfer.t_start, t_start)
+        transfer.sides[role] = {"bytes": nbytes, "duration": duration,
+                                "sha256": event.get("sha256"), "verdict": verdict}
+        rate = f", {format_rate(nbytes / duration)}" if duration > 0 else ""
+        step = Step(NOTE, t, connection, role=role, style="transfer",
+                    text=f"{command} {path}: {format_bytes(nbytes)} in "
+                         f"{format_duration(duration)}{rate}, {verdict}")
+        step.channel = "data"
+        return step
+
+    def _other_side_of(self, role, command, path, connection) -> Transfer | None:
+        """The record the other side's transfer_end made for this same transfer."""
+        for transfer in reversed(self.transfers[-8:]):
+            if role in transfer.sides or transfer.command != command or transfer.path != path:
+                continue
+            if connection is None or transfer.connection in (None, connection):
+                return transfer
+        return None
+
+    def _on_error(self, event, role, t):
+        connection = None
+        if event.get("conn") is not None:
+            end = self._ends.get((role, event["pid"], event["conn"]))
+            connection = end.connection if end else None
+        code = event.get("code")
+        self.errors.append(ErrorRecord(t, role, code, event["message"], connection))
+        text = f"error: {event['message']}" + (f" ({code})" if code is not None else "")
+        return Step(NOTE, t, connection, role=role, style="error", text=text)
+
+    # -- problems --------------------------------------------------------------------
+    def _problem(self, event, message: str) -> None:
+        self.on_problem(TraceError(getattr(event, "source", "<events>"),
+                                   getattr(event, "lineno", None), message))
+
+    def _time_of(self, event) -> float:
+        t = event.get("t")
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            return t
+        return self.end if self.end is not None else 0.0
+
+
+def _raise(problem: TraceError) -> None:
+    raise problem
+
+
+def build(events: Iterable, on_problem=None) -> tuple[Session, list[Step]]:
+    """Feed every event to a new session; return it and all its steps."""
+    session = Session(on_problem)
+    steps: list[Step] = []
+    for event in events:
+        steps += session.feed(event)
+    steps += session.finish()
+    return session, steps
+
+
+# --- numbers as people read them ---------------------------------------------------
+
+def format_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB' (binary units, as file sizes are counted)."""
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def format_rate(bytes_per_second: float) -> str:
+    return format_bytes(int(bytes_per_second)) + "/s"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as ms below one second (loopback transfers are that quick)."""
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds:.2f} s"

@@ -1,0 +1,375 @@
+"""``python -m trace.view session.log``: replay a session as a sequence diagram.
+
+    python -m trace.view session.log                 # diagram, then summary
+    python -m trace.view client.log server.log       # one-sided logs, merged
+    python -m trace.view --summary session.log       # tables only
+    python -m trace.view --follow session.log        # like tail -f, while it runs
+    python -m trace.view --step session.log          # one row per Enter (q quits)
+    python -m trace.view --replay 0.5 session.log    # at half the recorded pace
+    python -m trace.view --export talk.svg session.log
+
+This module is the command line only: it reads the logs (reporting bad
+lines as ``FILE:LINE: what is wrong`` on stderr and carrying on), feeds the
+events to :mod:`trace.model`, and prints what :mod:`trace.diagram` draws.
+Everything streams, so a log of any length is shown in constant memory.
+Exit status: 0 when something was shown, 2 when nothing usable was read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from .diagram import Painter, summary
+from .model import Session
+from .reader import TraceError, read_log
+# The reader's reordering window and merge key: logs are merged exactly as
+# trace.load() merges them. (load() itself cannot take our line counter.)
+from .reader import _reordered, _sort_key
+
+EXPORT_FORMATS = (".svg", ".html", ".txt")
+POLL_SECONDS = 0.1          # how often --follow looks for new lines
+FLUSH_AFTER_IDLE = 0.3      # a live log quiet this long: draw what is held back
+MAX_REPLAY_PAUSE = 3.0      # --replay never waits longer than this between rows
+PROBLEMS_SHOWN = 20         # per file; a log that is all garbage says so once
+
+
+# --- command line ------------------------------------------------------------------
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m trace.view",
+        description="Show a traced session as a two-channel sequence diagram.")
+    parser.add_argument("logs", nargs="+", metavar="LOG",
+                        help="trace logs to merge ('-' for standard input)")
+    parser.add_argument("--channel", choices=("control", "data"),
+                        help="show only this channel")
+    parser.add_argument("--conn", type=_connection_number, metavar="ID",
+                        help="show only connection ID (the #N in the diagram)")
+    parser.add_argument("--summary", action="store_true", help="show the summary only")
+    parser.add_argument("--verbose", action="store_true",
+                        help="one row per data segment instead of folding them")
+    parser.add_argument("--follow", action="store_true",
+                        help="keep reading as a live session writes the log")
+    parser.add_argument("--follow-timeout", type=float, metavar="SECONDS",
+                        help="with --follow: stop after this long without new lines")
+    parser.add_argument("--step", action="store_true",
+                        help="one row per Enter, q to quit (for teaching)")
+    parser.add_argument("--replay", type=float, nargs="?", const=1.0, metavar="SPEED",
+                        help="play back at the recorded pace, times SPEED (default 1)")
+    parser.add_argument("--export", metavar="FILE",
+                        help="also save the output as .svg, .html or .txt")
+    parser.add_argument("--width", type=int, help="width in columns")
+    parser.add_argument("--no-color", action="store_true", help="no colours")
+    parser.add_argument("--json", action="store_true",
+                        help="print the (filtered) events as JSON Lines instead")
+    args = parser.parse_args(argv)
+    if args.export and Path(args.export).suffix.lower() not in EXPORT_FORMATS:
+        parser.error(f"--export: the file must end in {', '.join(EXPORT_FORMATS)}")
+    if args.follow and len(args.logs) > 1:
+        parser.error("--follow takes one log")
+    if args.step and "-" in args.logs:
+        parser.error("--step reads Enter from standard input, so the log must be a file")
+    if args.replay is not None and args.replay <= 0:
+        parser.error("--replay: SPEED must be more than 0")
+    if args.width is not None and args.width < 40:
+        parser.error("--width: at least 40 columns")
+    return args
+
+
+def _connection_number(text: str) -> int:
+    try:
+        return int(text.lstrip("#"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a connection number: {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as stop:             # argparse has printed its message
+        return int(stop.code or 0)
+    problems = Problems(sys.stderr)
+    try:
+        return View(args, problems).run()
+    except TraceError as err:
+        print(err, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): not an error of ours.
+        # Point stdout at nothing so Python's exit flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    finally:
+        problems.close()
+
+
+# --- reading the logs -----------------------------------------------------------------
+
+class Problems:
+    """Reports bad input as one line each, ``FILE:LINE: message``, on stderr."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.count: dict[str, int] = {}
+
+    def __call__(self, problem: TraceError) -> None:
+        n = self.count[problem.source] = self.count.get(problem.source, 0) + 1
+        if n <= PROBLEMS_SHOWN:
+            print(problem, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        for source, n in self.count.items():
+            if n > PROBLEMS_SHOWN:
+                print(f"{source}: {n - PROBLEMS_SHOWN} more problems not shown",
+                      file=self.stream)
+
+
+class LogLines:
+    """The raw lines of one log, counted, for the reader to parse.
+
+    It knows whether the last line was cut off (no newline), which the
+    reader skips without a word. With ``follow`` it never ends at the end
+    of the file: it waits for more, handing on only whole lines, and calls
+    ``on_idle(seconds)`` while nothing new comes.
+    """
+
+    def __init__(self, raw, *, follow=False, idle_limit=None, on_idle=None, owned=True):
+        self.raw = raw
+        self.follow = follow
+        self.idle_limit = idle_limit
+        self.on_idle = on_idle
+        self.owned = owned
+        self.count = 0            # lines handed on so far
+        self.cut_off = False      # the last line had no newline
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.owned:
+            self.raw.close()
+
+    def __iter__(self):
+        return self._following() if self.follow else self._reading()
+
+    def _reading(self):
+        line = b""
+        for line in self.raw:
+            self.count += 1
+            yield line
+        self.cut_off = bool(line) and not line.endswith(b"\n")
+
+    def _following(self):
+        partial = b""
+        quiet_since = time.monotonic()
+        while True:
+            line = self.raw.readline()
+            if line:
+                partial += line
+                if partial.endswith(b"\n"):
+                    self.count += 1
+                    yield partial
+                    partial = b""
+                    quiet_since = time.monotonic()
+                continue
+            quiet = time.monotonic() - quiet_since
+            if self.idle_limit is not None and quiet >= self.idle_limit:
+                break
+            if self.on_idle is not None:
+                self.on_idle(quiet)
+            time.sleep(POLL_SECONDS)
+        if partial:
+            self.count += 1
+            self.cut_off = True
+            yield partial
+
+
+def events_of(path: str, problems: Problems, *, follow=False, idle_limit=None, on_idle=None):
+    """The events of one log in file order; its problems go to ``problems``.
+
+    A log that cannot be read at all (missing, empty, binary) is reported
+    and yields nothing, so the other logs can still be shown.
+    """
+    source = "<stdin>" if path == "-" else path
+    try:
+        raw = sys.stdin.buffer if path == "-" else open(path, "rb")
+    except OSError:
+        raw = None
+    try:
+        if raw is None:
+            # Let the reader word the error, so all the kit's tools say the same.
+            yield from read_log(path, problems)
+            return
+        lines = LogLines(raw, follow=follow, idle_limit=idle_limit, on_idle=on_idle,
+                         owned=path != "-")
+        last_good = 0
+        for event in read_log(path, problems, stream=lines):
+            if not _orderable(event):
+                problems(TraceError(source, event.lineno,
+                                    f"{event['type']} event has no valid 't', 'pid' or 'seq'"))
+                continue
+            last_good = event.lineno
+            yield event
+        if lines.cut_off and last_good != lines.count:
+            problems(TraceError(source, lines.count,
+                                "the last line is cut off (was the log still being written?); "
+                                "skipped"))
+    except TraceError as err:
+        problems(err)
+
+
+def _orderable(event) -> bool:
+    """Merging sorts by (t, pid, seq): they must be numbers to compare."""
+    number = (int, float)
+    return (isinstance(event.get("t", 0.0), number) and isinstance(event.get("pid", 0), int)
+            and isinstance(event.get("seq", 0), int))
+
+
+def merged_events(paths, problems: Problems):
+    """The events of several logs, merged in time order as ``trace.load`` does."""
+    streams = [_reordered(events_of(path, problems)) for path in paths]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=_sort_key)
+
+
+# --- showing them ------------------------------------------------------------------------
+
+class View:
+    """One run of the viewer: reads the logs and shows them the way args say."""
+
+    def __init__(self, args, problems: Problems):
+        self.args = args
+        self.problems = problems
+        self.console = Console(width=args.width, no_color=args.no_color,
+                               record=bool(args.export), highlight=False, emoji=False,
+                               soft_wrap=False)
+        self.session = Session(on_problem=problems)
+        self.painter: Painter | None = None
+        self.flushed_while_idle = False
+        self.last_row_time: float | None = None
+
+    def run(self) -> int:
+        args = self.args
+        draw = not (args.summary or args.json)
+        if draw:
+            self.painter = Painter(self.console.width, None, verbose=args.verbose,
+                                   channel=args.channel, conn=args.conn)
+            self.show(self.painter.header(), time_of_row=None)
+        try:
+            for event in self.events():
+                steps = self.session.feed(event)
+                if args.json:
+                    self.emit_json(event)
+                elif draw:
+                    for step in steps:
+                        self.draw(self.painter.add(step))
+        except KeyboardInterrupt:
+            if not args.follow:            # Ctrl-C is how a --follow is ended
+                raise
+        except QuitStepping:
+            return 0
+        try:
+            steps = self.session.finish()
+            if draw:
+                for step in steps:
+                    self.draw(self.painter.add(step))
+                self.draw(self.painter.finish())
+        except QuitStepping:
+            return 0
+        if self.session.events_used == 0:
+            print("nothing usable was read", file=sys.stderr)
+            return 2
+        if not args.json:
+            self.console.print(summary(self.session, channel=args.channel, conn=args.conn))
+        self.export()
+        return 0
+
+    def events(self):
+        args = self.args
+        if args.follow:
+            return events_of(args.logs[0], self.problems, follow=True,
+                             idle_limit=args.follow_timeout, on_idle=self.idle)
+        return merged_events(args.logs, self.problems)
+
+    def idle(self, quiet: float) -> None:
+        """A live log has gone quiet: draw what was held back for matching."""
+        if quiet < FLUSH_AFTER_IDLE:
+            self.flushed_while_idle = False
+            return
+        if self.flushed_while_idle or self.painter is None:
+            return
+        self.flushed_while_idle = True
+        for step in self.session.flush():
+            self.draw(self.painter.add(step))
+        self.draw(self.painter.finish())
+
+    def draw(self, rows) -> None:
+        for t, row in rows:
+            self.show(row, time_of_row=t)
+
+    def show(self, row, time_of_row) -> None:
+        args = self.args
+        if args.replay is not None and time_of_row is not None:
+            if self.last_row_time is not None:
+                pause = (time_of_row - self.last_row_time) / args.replay
+                time.sleep(min(max(pause, 0.0), MAX_REPLAY_PAUSE))
+            self.last_row_time = time_of_row
+        self.console.print(row, crop=True, overflow="crop")
+        if args.step and time_of_row is not None:
+            self.console.file.flush()
+            print("[Enter: next, q: quit] ", end="", file=sys.stderr, flush=True)
+            answer = sys.stdin.readline()
+            if not answer or answer.strip().lower() == "q":
+                raise QuitStepping
+
+    def emit_json(self, event) -> None:
+        if self.wanted_event(event):
+            sys.stdout.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def wanted_event(self, event) -> bool:
+        """The same choice as the diagram's, made on raw events for --json."""
+        args = self.args
+        kind = event.get("type")
+        if kind == "header":
+            return True                    # keeps the output a valid log
+        if args.conn is not None:
+            connection = self.session.connection_of(event)
+            return connection is not None and connection.number == args.conn
+        if args.channel is not None:
+            channel = event.get("channel")
+            if kind in ("transfer_start", "transfer_end"):
+                channel = "data"
+            return channel in (args.channel, None)
+        return True
+
+    def export(self) -> None:
+        path = self.args.export
+        if not path:
+            return
+        suffix = Path(path).suffix.lower()
+        if suffix == ".svg":
+            self.console.save_svg(path, title="ftpkit session")
+        elif suffix == ".html":
+            self.console.save_html(path)
+        else:
+            self.console.save_text(path)
+
+
+class QuitStepping(Exception):
+    """The user typed q while stepping."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
