@@ -45,7 +45,8 @@ NO_CAPTURE_REASON = "live capture needs root or CAP_NET_RAW"
 _SOL_PACKET = 263
 _PACKET_STATISTICS = 6
 _SO_RCVBUFFORCE = 33
-_BUFFER = 64 << 20          # the sniffer socket's kernel buffer
+_BUFFER = 256 << 20         # the sniffer socket's kernel buffer (at most; memory is
+                            # only used while the sniffer lags behind a transfer)
 _SNAPLEN = 262144           # what libpcap and Wireshark use as "whole packet"
 
 
@@ -142,9 +143,16 @@ def _linux_socket(iface: str, bpf: str | None):
         # the PACKET_OUTGOING copy of each packet: on loopback, every packet
         # is seen leaving and arriving, and only the arrival is kept.
         def __init__(self):
-            try:
-                super().__init__(iface=iface, filter=bpf)
-            except Exception:                 # no libpcap to compile the filter
+            # "inbound" drops the outgoing copy in the kernel already (it
+            # compiles to a test of the packet type), halving the work; an
+            # older libpcap may not know it, so fall back step by step.
+            for expr in (f"inbound and ({bpf})" if bpf else "inbound", bpf):
+                try:
+                    super().__init__(iface=iface, filter=expr)
+                    break
+                except Exception:
+                    continue
+            else:
                 super().__init__(iface=iface)
             try:
                 self.ins.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _BUFFER)

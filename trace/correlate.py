@@ -218,12 +218,18 @@ def _parse_ip(frame: bytes, pos: int, ethertype: int):
     return src, sport, dst, dport, seq, ack, flags, length, frame[data:ip_end]
 
 
-def read_segments(path: str | os.PathLike, keep_payload: bool = True) -> Iterator[Segment]:
+# How many payload bytes a segment read from a file keeps (enough for any
+# control-channel line; a capture of a large transfer is not held in memory).
+PAYLOAD_KEPT = 1024
+
+
+def read_segments(path: str | os.PathLike, keep_payload: int = PAYLOAD_KEPT) -> Iterator[Segment]:
     """Yield the TCP segments of a pcap or pcapng file, in capture order.
 
     Only the IP and TCP headers are parsed (no scapy dissection), so reading
     is fast. Frames that are not TCP are skipped but still counted in the
-    frame numbers, which therefore match Wireshark's.
+    frame numbers, which therefore match Wireshark's. Each segment keeps at
+    most ``keep_payload`` bytes of its payload (``len`` is always whole).
     """
     from scapy.utils import RawPcapNgReader, RawPcapReader
 
@@ -251,8 +257,9 @@ def read_segments(path: str | os.PathLike, keep_payload: bool = True) -> Iterato
             if parsed is None:
                 continue
             src, sport, dst, dport, seq, ack, flags, length, payload = parsed
-            yield Segment(number, t, src, sport, dst, dport, seq, ack, flags, length,
-                          payload if keep_payload else b"")
+            if len(payload) > keep_payload:
+                payload = payload[:keep_payload]
+            yield Segment(number, t, src, sport, dst, dport, seq, ack, flags, length, payload)
     finally:
         reader.close()
 
