@@ -9,6 +9,7 @@ can be read off that table.
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import threading
@@ -20,13 +21,19 @@ import trace
 
 from . import helper
 from .datachannel import ConnectingEnd, ListeningEnd
+from .faults import Faults
 from .filesystem import PathRefused, Root
 from .protocol import (Code, Command, CommandParser, ConnectionClosed, LineTooLong,
                        MalformedLine, NotUtf8, UnsupportedFamily, format_epsv_reply,
                        format_pasv_reply, parse_eprt_arg, parse_host_port)
 
+log = logging.getLogger("ftpkit.server")
+
 FEATURES = ["EPRT", "EPSV", "HASH SHA-256*", "PASV", "SIZE", "UTF8"]
 MAX_LOGIN_FAILURES = 3
+# How long to watch the control channel, after an upload without ALLO ended,
+# for a sign that the client died (see Session.client_still_connected).
+CLIENT_GONE_GRACE = 0.05
 
 
 @dataclass
@@ -38,6 +45,7 @@ class ServerConfig:
     accept_timeout: float = 30.0     # seconds a data listener waits for its client
     transfer_timeout: float = 60.0   # seconds a data connection may stall
     login_failure_delay: float = 1.0
+    faults: Faults = field(default_factory=Faults)   # none, unless asked for (faults.py)
 
 
 @dataclass
@@ -291,9 +299,10 @@ class Session:
     def listen_for_data(self) -> None:
         """Open a fresh data listener; the 227/229 reply goes out only after this."""
         self.close_data_end()
-        self.data_end = ListeningEnd(self.control.getsockname()[0],
-                                     self.config.accept_timeout, self.config.transfer_timeout,
-                                     allowed_peer=self.client_host)
+        self.data_end = self.config.faults.wrap_end(
+            ListeningEnd(self.control.getsockname()[0],
+                         self.config.accept_timeout, self.config.transfer_timeout,
+                         allowed_peer=self.client_host))
 
     @command("PORT", needs_arg=True)
     def port(self, arg: str) -> None:
@@ -331,7 +340,7 @@ class Session:
             self.reply(Code.BAD_ARGUMENTS, "Illegal PORT command: only to your own address, port 1024 or above.")
             return
         self.close_data_end()
-        self.data_end = ConnectingEnd(address, self.config.transfer_timeout)
+        self.data_end = self.config.faults.wrap_end(ConnectingEnd(address, self.config.transfer_timeout))
         self.reply(Code.OK, "PORT command successful. Consider using PASV.")
 
     def close_data_end(self) -> None:
@@ -362,8 +371,9 @@ class Session:
             return
         expected, self.announced_size = self.announced_size, None
         self.transfer("STOR", target.virtual, "upload", f"Ok to send data for {path}.",
-                      lambda data: helper.receive_file(data, target.real, expected_size=expected,
-                                                       still_wanted=self.client_still_connected))
+                      lambda data: helper.receive_file(
+                          data, target.real, expected_size=expected,
+                          still_wanted=self.client_still_connected if expected is None else None))
 
     @command("LIST")
     def list_(self, path: str) -> None:
@@ -429,18 +439,23 @@ class Session:
                     conn=getattr(data, "conn", None), control=getattr(self.control, "conn", None),
                     bytes=moved, duration=round(time.monotonic() - started, 6), sha256=None,
                     verdict=verdict)
+        if verdict == "aborted":
+            # Whoever runs the server hears of it too: the client may be gone,
+            # and with it the only one who saw the 425/426/452.
+            log.warning("%s %s for %s aborted after %d bytes", verb, path, self.client_host, moved)
 
     def client_still_connected(self) -> bool:
         """After an upload's data connection closed: is the client still there?
 
         In stream mode the close is the only end-of-file mark, so a client
-        that was killed mid-upload looks like one that finished. But a dead
-        client's control connection closes too, and before its data
-        connection (the kernel closes descriptors in order). So read what the
-        control channel already holds, without waiting: if it says the
-        client closed, the upload was broken off.
+        killed mid-upload looks like one that finished: both send a FIN. What
+        differs is the control connection: a dead client's closes too, within
+        moments of the data connection. A live client sends nothing there
+        while it waits for our 226. So watch the control channel briefly: if
+        it says the client closed, the upload was broken off. Clients that
+        announce the size with ALLO (ours does) never need this wait.
         """
-        readable, _, _ = select.select([self.control], [], [], 0)
+        readable, _, _ = select.select([self.control], [], [], CLIENT_GONE_GRACE)
         if readable:
             try:
                 self.parser.receive_data(self.control.recv(helper.BUFFER_SIZE))
