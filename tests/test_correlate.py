@@ -471,3 +471,19 @@ def test_the_shipped_sample_correlates_completely():
     assert [e.get("verb") for e in reset.used_by] == ["RETR", "RETR"]      # client and server
     lines = _render(trace.load(samples / "session.log"), samples / "capture.pcap")
     assert "100.00%" in lines[0]
+
+
+def test_unreadable_captures_are_named_in_one_line(tmp_path):
+    from trace.correlate import CaptureFileError
+    log = tmp_path / "session.log"
+    log.write_text('{"type":"header"}\n')
+    cases = {tmp_path / "nope.pcap": "no such file", tmp_path: "is a directory",
+             log: "not a pcap or pcapng capture (it is a trace log (JSON Lines))"}
+    for path, message in cases.items():
+        with pytest.raises(CaptureFileError, match=re.escape(message)):
+            correlate([], path)
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "trace.segments", str(log), "--pcap", str(log)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not a pcap" in out.stderr

@@ -37,7 +37,7 @@ from typing import Iterable, Iterator
 __all__ = [
     "Segment", "Connection", "Coverage", "Correlation", "correlate",
     "read_segments", "segments_from_packets", "parse_frame", "flag_names",
-    "parse_announcement", "split_address",
+    "parse_announcement", "split_address", "CaptureFileError",
 ]
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
@@ -47,6 +47,10 @@ _MASK = 0xFFFFFFFF
 
 # Commands that use a data connection opened after a PASV/EPSV or PORT/EPRT.
 TRANSFER_VERBS = frozenset({"RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD"})
+
+
+class CaptureFileError(ValueError):
+    """A capture file cannot be read; the message is one line for the user."""
 
 
 def flag_names(flags: int) -> str:
@@ -231,9 +235,24 @@ def read_segments(path: str | os.PathLike, keep_payload: int = PAYLOAD_KEPT) -> 
     frame numbers, which therefore match Wireshark's. Each segment keeps at
     most ``keep_payload`` bytes of its payload (``len`` is always whole).
     """
+    from scapy.error import Scapy_Exception
     from scapy.utils import RawPcapNgReader, RawPcapReader
 
-    reader = RawPcapReader(os.fspath(path))        # picks the pcapng reader by magic
+    name = os.fspath(path)
+    try:
+        reader = RawPcapReader(name)                # picks the pcapng reader by magic
+    except FileNotFoundError:
+        raise CaptureFileError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise CaptureFileError(f"{name}: is a directory, not a capture") from None
+    except OSError as err:
+        raise CaptureFileError(f"{name}: {err.strerror or err}") from None
+    except Scapy_Exception:
+        with open(name, "rb") as f:
+            head = f.read(64)
+        what = "a trace log (JSON Lines)" if head.lstrip().startswith(b"{") else \
+            "empty" if not head else "something else"
+        raise CaptureFileError(f"{name}: not a pcap or pcapng capture (it is {what})") from None
     try:
         is_ng = isinstance(reader, RawPcapNgReader)
         linktype = getattr(reader, "linktype", None)

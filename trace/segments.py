@@ -245,9 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-segments", type=int, default=8)
     parser.add_argument("--no-acks", action="store_true", help="leave out pure ACKs of data")
     args = parser.parse_args(argv)
-    from .reader import load
-    renderable = render_with_segments(load(*args.log), args.pcap, max_segments=args.max_segments,
-                                      acks=not args.no_acks)
+    from .correlate import CaptureFileError
+    from .reader import TraceError, load
+    try:
+        renderable = render_with_segments(load(*args.log), args.pcap,
+                                          max_segments=args.max_segments, acks=not args.no_acks)
+    except (CaptureFileError, TraceError) as err:
+        print(err, file=sys.stderr)
+        return 2
     Console().print(renderable)
     return 0
 
