@@ -476,7 +476,8 @@ def test_the_shipped_sample_correlates_completely():
 def test_unreadable_captures_are_named_in_one_line(tmp_path):
     from trace.correlate import CaptureFileError
     log = tmp_path / "session.log"
-    log.write_text('{"type":"header"}\n')
+    log.write_text('{"type":"header","t":1.0,"seq":0,"role":"server","pid":1,'
+                   '"format":"ftpkit-trace","schema":1,"host":"h","start":1.0}\n')
     cases = {tmp_path / "nope.pcap": "no such file", tmp_path: "is a directory",
              log: "not a pcap or pcapng capture (it is a trace log (JSON Lines))"}
     for path, message in cases.items():
