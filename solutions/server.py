@@ -7,7 +7,10 @@ Run it from the repository root, either way::
 
 Options: ``--host`` (default 127.0.0.1), ``--root DIR`` (default: the
 current directory), ``--trace FILE``, ``--user``/``--password`` (default:
-anonymous login), ``--max-clients N``, ``--idle-timeout SECONDS``.
+anonymous login), ``--max-clients N``, ``--idle-timeout SECONDS``,
+``--accept-timeout SECONDS``, ``--transfer-timeout SECONDS``, and the fault
+injection options ``--fault-flip-every N``, ``--fault-delay SECONDS`` and
+``--fault-drop-after N`` (see faults.py).
 Port 0 picks a free port; the server prints ``listening on HOST:PORT``
 once it is ready for connections.
 """
@@ -25,14 +28,32 @@ if not __package__:
     __package__ = "solutions"
 
 import argparse
+import errno
+import logging
+import socket
 import threading
+import time
 
 import trace
 
 from . import helper
+from .faults import Faults
 from .filesystem import Root
 from .protocol import Code
 from .session import ServerConfig, ServerStats, Session
+
+log = logging.getLogger("ftpkit.server")
+
+# Connections the kernel completes and queues while the accept loop is busy.
+# A whole class logging in at once must wait here, not have its SYNs dropped
+# and retried a second later; the kernel caps this at net.core.somaxconn.
+CONTROL_BACKLOG = socket.SOMAXCONN
+
+# accept() errors that mean "not now" rather than "never": out of file
+# descriptors or memory (wait for sessions to end), or a client that gave up
+# while it waited in the backlog.
+TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
+                           errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 
 
 class Server:
@@ -42,7 +63,7 @@ class Server:
         self.config = config
         self.max_clients = max_clients
         self.stats = ServerStats()
-        self.listener = helper.listen(host, port, "control")
+        self.listener = helper.listen(host, port, "control", backlog=CONTROL_BACKLOG)
         self.address = self.listener.getsockname()[:2]
         self._stopping = threading.Event()
 
@@ -50,10 +71,15 @@ class Server:
         while not self._stopping.is_set():
             try:
                 control = helper.accept(self.listener, timeout=None)
-            except OSError:
+            except OSError as err:
                 if self._stopping.is_set():
                     return              # shutdown() closed the listener
-                raise
+                if err.errno not in TRANSIENT_ACCEPT_ERRORS:
+                    raise
+                # Keep serving the clients we have; accept again shortly.
+                log.warning("cannot accept a connection now: %s", err.strerror or err)
+                time.sleep(0.1)
+                continue
             ### BEGIN SOLUTION ex5: refuse with 421 when full; otherwise start a thread running the session
             with self.stats.lock:
                 full = self.stats.sessions_open >= self.max_clients
@@ -71,6 +97,10 @@ class Server:
     def _serve_client(self, control) -> None:
         try:
             Session(control, self.config, self.stats).run()
+        except OSError:
+            # The client left before its session could begin (Session() asks
+            # for its address); run() closes the connection in every other case.
+            control.close()
         finally:
             self.stats.add(sessions_open=-1)
 
@@ -100,12 +130,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--user", help="require this user name (default: anonymous login)")
     parser.add_argument("--password", help="password for --user")
     parser.add_argument("--max-clients", type=int, default=200)
-    parser.add_argument("--idle-timeout", type=float, default=300.0)
+    parser.add_argument("--idle-timeout", type=float, default=300.0,
+                        help="close a control connection idle this long (default 300 s)")
+    parser.add_argument("--accept-timeout", type=float, default=30.0,
+                        help="give up on a data connection not made within this time (default 30 s)")
+    parser.add_argument("--transfer-timeout", type=float, default=60.0,
+                        help="abort a data connection stalled this long (default 60 s)")
+    faults = parser.add_argument_group("fault injection on the data channel (for experiments)")
+    faults.add_argument("--fault-flip-every", type=int, metavar="N",
+                        help="invert every N-th byte of each data connection")
+    faults.add_argument("--fault-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="sleep this long before each 64 KiB chunk")
+    faults.add_argument("--fault-drop-after", type=int, metavar="N",
+                        help="reset each data connection after N bytes")
     args = parser.parse_args(argv)
     if (args.user is None) != (args.password is None):
         parser.error("--user and --password go together")
     if not 0 <= args.port <= 65535:
         parser.error(f"port must be 0-65535, not {args.port}")
+    try:
+        args.faults = Faults(args.fault_flip_every, args.fault_delay, args.fault_drop_after)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
@@ -118,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.trace:
         trace.start(args.trace, "server")
-    config = ServerConfig(root, args.user, args.password, idle_timeout=args.idle_timeout)
+    logging.basicConfig(format="server: %(message)s")
+    config = ServerConfig(root, args.user, args.password, idle_timeout=args.idle_timeout,
+                          accept_timeout=args.accept_timeout, transfer_timeout=args.transfer_timeout,
+                          faults=args.faults)
+    if args.faults.active:
+        print(f"server: injecting faults on the data channel: {args.faults}", file=sys.stderr)
     try:
         server = Server(args.host, args.port, config, args.max_clients)
     except OSError as err:
