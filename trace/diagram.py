@@ -63,6 +63,7 @@ class Painter:
         self.channel = channel
         self.conn = conn
         self.lanes: list = []          # column -> Connection using it, or None when free
+        self.half_closed: set = set()  # connections one end of which has closed
         self.fold: _Fold | None = None  # consecutive data segments not yet drawn
 
     # -- what to show ---------------------------------------------------------------
@@ -127,17 +128,21 @@ class Painter:
                 continue
             style = CHANNEL_STYLE.get(lane.channel, "white")
             if index != column:
-                half_closed = any(end.closed for end in lane.ends.values())
-                gutter.append("╎ " if half_closed else "│ ", style=style)
+                # A dotted lane: one end has closed, the other has not yet.
+                gutter.append("╎ " if lane in self.half_closed else "│ ", style=style)
             elif step.kind == OPEN:
                 gutter.append("┬ ", style=style)
             elif step.kind == CLOSE and step.final:
                 gutter.append("┴ ", style=style)
                 self.lanes[index] = None        # the column is free for the next connection
+                self.half_closed.discard(lane)
+            elif step.kind == CLOSE:
+                gutter.append("┼ ", style=style)
+                self.half_closed.add(lane)
             elif step.kind in (LINE, DATA):
                 gutter.append("● ", style=style)
             else:
-                gutter.append("┼ " if step.kind == CLOSE else "│ ", style=style)
+                gutter.append("│ ", style=style)
         gutter.append(" " * (self._gutter_width() - len(gutter)))
         return gutter
 
@@ -166,8 +171,13 @@ class Painter:
         connection = step.connection
         style = CHANNEL_STYLE.get(step.channel, "white")
         if step.kind in (LINE, DATA):
-            text = label if label is not None else (
-                step.text if step.kind == LINE else _segment_label(step.offset, step.length))
+            if label is not None:
+                text = label
+            elif step.kind == LINE:
+                # A multi-line reply (211-Features: ...) goes on one row.
+                text = " ↵ ".join(line.strip() for line in step.text.splitlines())
+            else:
+                text = _segment_label(step.offset, step.length)
             if step.code is not None and step.code >= 400:
                 style = ERROR_STYLE
             dashed = step.seen != "both"
@@ -191,9 +201,10 @@ class Painter:
         if step.kind == CLOSE:
             text = f"{step.role} closes {connection.label}"
             if step.final:
-                lived = connection.lifetime
-                text += f": {connection.channel} connection closed" + (
-                    f" after {format_duration(lived)}" if lived is not None else "")
+                # The step's own time, not the connection's latest state: a
+                # notebook draws the steps after the whole log has been read.
+                lived = step.t - connection.t_open
+                text += f": {connection.channel} connection closed after {format_duration(lived)}"
             return _note(text, width, step.role, style)
         # A note stands over the side that wrote it.
         if step.style == "unknown":

@@ -46,9 +46,10 @@ OPEN, LINE, DATA, CLOSE, NOTE = "open", "line", "data", "close", "note"
 MATCH_WINDOW_STEPS = 256
 MATCH_WINDOW_SECONDS = 2.0
 
-# Outcomes of a transfer, worst first: when the two sides disagree, the
-# summary shows the worse one.
-VERDICT_ORDER = ("mismatch", "aborted", "unfinished", "unverified", "ok", "verified")
+# Outcomes of a transfer, in the order the summary prefers them when the two
+# sides disagree: any failure first, then a side that checked the bytes
+# (the client checks a download with HASH; the server just says "ok").
+VERDICT_ORDER = ("mismatch", "aborted", "unfinished", "verified", "unverified", "ok")
 
 
 def other(role: str) -> str:
@@ -269,6 +270,8 @@ class Session:
         """End of input: flush, and record transfers that started but never ended."""
         for (role, _pid, _control, command, path), starts in self._started.items():
             for t_start, direction in starts:
+                if self._ended_by_other_side(role, command, t_start):
+                    continue
                 transfer = Transfer(command, path, direction, t_start, None)
                 transfer.sides[role] = {"bytes": 0, "duration": 0.0, "sha256": None,
                                         "verdict": "unfinished"}
@@ -453,9 +456,9 @@ class Session:
     def _on_transfer_start(self, event, role, t):
         key = (role, event["pid"], event.get("control"), event["command"], event["path"])
         self._started.setdefault(key, []).append((t, event["direction"]))
+        what = f"{event['command']} {event['path']}".strip()
         return Step(NOTE, t, role=role, style="transfer", channel="data",
-                    connection=None, text=f"{event['command']} {event['path']} starts"
-                    f" ({event['direction']})")
+                    text=f"{what} starts ({event['direction']})")
 
     def _on_transfer_end(self, event, role, t):
         command, path = event["command"], event["path"]
@@ -475,23 +478,39 @@ class Session:
             self.transfers.append(transfer)
         transfer.connection = transfer.connection or connection
         transfer.t_start = min(transfer.t_start, t_start)
+        if role == SERVER:
+            transfer.path = path                # the server names it in full
         transfer.sides[role] = {"bytes": nbytes, "duration": duration,
                                 "sha256": event.get("sha256"), "verdict": verdict}
         rate = f", {format_rate(nbytes / duration)}" if duration > 0 else ""
         step = Step(NOTE, t, connection, role=role, style="transfer",
-                    text=f"{command} {path}: {format_bytes(nbytes)} in "
+                    text=f"{command} {path}".strip() + f": {format_bytes(nbytes)} in "
                          f"{format_duration(duration)}{rate}, {verdict}")
         step.channel = "data"
         return step
 
     def _other_side_of(self, role, command, path, connection) -> Transfer | None:
-        """The record the other side's transfer_end made for this same transfer."""
+        """The record the other side's transfer_end made for this same transfer.
+
+        The data connection says it best. Failing that, the command and the
+        path; the client may name the path relative (``a.bin``) where the
+        server names it absolute (``/a.bin``).
+        """
         for transfer in reversed(self.transfers[-8:]):
-            if role in transfer.sides or transfer.command != command or transfer.path != path:
+            if role in transfer.sides or transfer.command != command:
                 continue
-            if connection is None or transfer.connection in (None, connection):
+            if connection is not None and transfer.connection is connection:
+                return transfer
+            if (connection is None or transfer.connection is None) \
+                    and transfer.path.lstrip("/") == path.lstrip("/"):
                 return transfer
         return None
+
+    def _ended_by_other_side(self, role, command, t_start) -> bool:
+        """A side that logged no transfer_end, for a transfer the other side
+        completed at the same time (within a second), did not leave it unfinished."""
+        return any(transfer.command == command and role not in transfer.sides
+                   and abs(transfer.t_start - t_start) < 1.0 for transfer in self.transfers)
 
     def _on_error(self, event, role, t):
         connection = None
