@@ -285,3 +285,18 @@ def test_filter_takes_the_control_port_from_the_trace_log(tmp_path):
     cap.finish()
     assert cap.control_ports == {2121} and cap.data_ports == set()
     assert [s.payload for s in read_segments(tmp_path / "c.pcap")] == [b"", b"", b"220 ours\r\n"]
+
+
+@has_solutions
+def test_record_or_sample_gives_a_pair_that_correlates(tmp_path):
+    from trace.record import SAMPLE_LOG, SAMPLE_PCAP, record_or_sample
+    said = []
+    log, pcap = record_or_sample(tmp_path, say=said.append)
+    if can_capture():
+        assert (log, pcap) == (tmp_path / "session.log", tmp_path / "capture.pcap")
+        assert said == []
+    else:
+        assert (log, pcap) == (SAMPLE_LOG, SAMPLE_PCAP)
+        assert len(said) == 1 and NO_CAPTURE_REASON in said[0]
+    r = correlate(trace.load(log), pcap)
+    assert r.coverage.trace_fraction == 1.0 and r.coverage.segment_fraction == 1.0

@@ -488,3 +488,12 @@ def test_unreadable_captures_are_named_in_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "trace.segments", str(log), "--pcap", str(log)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not a pcap" in out.stderr
+
+
+def test_the_module_is_callable_as_trace_correlate():
+    import trace
+    import trace.correlate
+    events, packets = _session(passive=True)
+    r = trace.correlate(events, packets)
+    assert r.coverage.trace_fraction == 1.0
+    assert trace.correlate.read_segments is read_segments

@@ -31,6 +31,8 @@ import os
 import re
 import socket
 import struct
+import sys
+import types
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -918,3 +920,15 @@ def _find_causes(result: Correlation, events: list) -> None:
 def _order(ev):
     return (ev.get("seq", -1), ev.get("t", 0.0)) if ev.get("seq") is not None else (
         float("inf"), ev.get("t", 0.0))
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``trace.correlate(events, packets)`` work with the module itself,
+    so that ``import trace.correlate`` gives both the function's name and
+    the module's other names (``trace.correlate.read_segments``)."""
+
+    def __call__(self, events, packets) -> Correlation:
+        return correlate(events, packets)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -31,7 +31,9 @@ from .capture import Capture, CaptureError, why_not
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# What the kit's sample (trace/samples/) was recorded with.
+# The kit's recorded sample, and the command that regenerates it.
+SAMPLE_LOG = REPO_ROOT / "trace" / "samples" / "session.log"
+SAMPLE_PCAP = REPO_ROOT / "trace" / "samples" / "capture.pcap"
 SAMPLE_COMMAND = "python -m trace.record --capture trace/samples/capture.pcap trace/samples/session.log"
 
 
@@ -142,6 +144,22 @@ def record(log, capture_path=None, run: Callable[[Path], Session] | None = None,
     with capturing(capture_path, log=log, say=say) as cap:
         session = run(log)
     return Recording(session, cap, None if cap else why_not())
+
+
+def record_or_sample(directory, say: Callable[[str], None] | None = print) -> tuple[Path, Path]:
+    """For notebooks and docs: record the demo session with its capture into
+    ``directory`` (``session.log``, ``capture.pcap``) if this machine can
+    capture, else say why in one line and return the kit's sample."""
+    reason = why_not()
+    if reason is None:
+        log, pcap = Path(directory, "session.log"), Path(directory, "capture.pcap")
+        rec = record(log, pcap, say=say)
+        if rec.capture is not None:
+            return log, pcap
+    if say:
+        say(f"no capture here ({reason}); using the recorded sample {SAMPLE_LOG.name} + "
+            f"{SAMPLE_PCAP.name} from trace/samples/")
+    return SAMPLE_LOG, SAMPLE_PCAP
 
 
 def main(argv: list[str] | None = None) -> int:
