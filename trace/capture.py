@@ -6,10 +6,12 @@ tcpdump open it). It keeps only the session's traffic: connections on the
 control port and on the data ports the control channel announces, which it
 learns by reading the control connection's own segments as they pass (the
 ``227``/``229`` replies to PASV/EPSV, the PORT/EPRT commands). The control
-port is given, or, if not, recognised by the server's ``220`` greeting.
+port is given, or read from the ``listen`` event in the session's trace log
+as the server starts, or, failing both, recognised by the server's ``220``
+greeting.
 
-    with Capture("capture.pcap", control_port=2121) as cap:
-        ...run the session...
+    with Capture("capture.pcap", log="session.log") as cap:
+        ...run the session, tracing into session.log...
     print(cap.summary())
 
 The sniffer is started with scapy's ``started_callback`` and :meth:`start`
