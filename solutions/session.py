@@ -442,7 +442,7 @@ class Session:
         if verdict == "aborted":
             # Whoever runs the server hears of it too: the client may be gone,
             # and with it the only one who saw the 425/426/452.
-            log.warning("%s %s for %s aborted after %d bytes", verb, path, self.client_host, moved)
+            log.warning("%s %s for %s aborted", verb, path, self.client_host)
 
     def client_still_connected(self) -> bool:
         """After an upload's data connection closed: is the client still there?
