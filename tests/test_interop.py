@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -122,21 +121,34 @@ def test_curl_gets_550_for_a_missing_file(ftp_server):
     assert result.returncode == 78      # curl: "the resource referenced in the URL does not exist"
 
 
+PYFTPDLIB_SERVER = """
+import sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import ThreadedFTPServer
+authorizer = DummyAuthorizer()
+authorizer.add_anonymous(sys.argv[1], perm="elradfmwMT")
+FTPHandler.authorizer = authorizer
+server = ThreadedFTPServer(("127.0.0.1", 0), FTPHandler)
+print("listening on %s:%d" % server.address, flush=True)
+server.serve_forever()
+"""
+
+
 @pytest.fixture
 def pyftpdlib_server(server_root):
-    """pyftpdlib's server, anonymous with write access, in a thread."""
-    authorizers = pytest.importorskip("pyftpdlib.authorizers")
-    from pyftpdlib.handlers import FTPHandler
-    from pyftpdlib.servers import ThreadedFTPServer
-
-    authorizer = authorizers.DummyAuthorizer()
-    authorizer.add_anonymous(str(server_root), perm="elradfmwMT")
-    handler = type("Handler", (FTPHandler,), {"authorizer": authorizer})
-    server = ThreadedFTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.1}, daemon=True)
-    thread.start()
-    yield server.address
-    server.close_all()
+    """pyftpdlib's server, anonymous with write access, in its own process
+    (its event loop is process-wide state, so one server per process)."""
+    pytest.importorskip("pyftpdlib")
+    process = subprocess.Popen([sys.executable, "-W", "ignore", "-c", PYFTPDLIB_SERVER, str(server_root)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        host, port = process.stdout.readline().split()[-1].rsplit(":", 1)
+        yield host, int(port)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
 
 
 @pytest.mark.parametrize("mode", [[], ["--active"]], ids=["passive", "active"])
