@@ -208,7 +208,11 @@ class Painter:
             return _note(text, width, step.role, style)
         # A note stands over the side that wrote it.
         if step.style == "unknown":
-            text = "? " + json.dumps(step.event, ensure_ascii=False, separators=(",", ":"))
+            # As it is, less what the row already shows (time, side, process).
+            fields = {k: v for k, v in step.event.items()
+                      if k not in ("type", "t", "seq", "role", "pid")}
+            text = f"? {step.event.get('type')} " + json.dumps(
+                fields, ensure_ascii=False, separators=(",", ":"), default=str)
         else:
             text = step.text
         note_style = NOTE_STYLE.get(step.style, "")

@@ -164,11 +164,13 @@ class LogLines:
         return self._following() if self.follow else self._reading()
 
     def _reading(self):
-        line = b""
         for line in self.raw:
             self.count += 1
+            # Only the last line can lack its newline; the reader may stop
+            # pulling right after it, so note it before handing it on.
+            if line[-1:] != b"\n":
+                self.cut_off = True
             yield line
-        self.cut_off = bool(line) and not line.endswith(b"\n")
 
     def _following(self):
         partial = b""
@@ -289,7 +291,8 @@ class View:
         except QuitStepping:
             return 0
         if self.session.events_used == 0:
-            print("nothing usable was read", file=sys.stderr)
+            if not self.problems.count:    # otherwise the problems said why
+                print(f"{', '.join(args.logs)}: no trace events in the log", file=sys.stderr)
             return 2
         if not args.json:
             self.console.print(summary(self.session, channel=args.channel, conn=args.conn))
