@@ -29,7 +29,7 @@ has_solutions = pytest.mark.skipif(
     not (REPO / "solutions" / "server.py").exists() or not (REPO / "solutions" / "client.py").exists(),
     reason="the reference server and client (solutions/) are not in this checkout")
 
-SERVER_FILES = {"down.bin": 300_000, "empty.bin": b""}
+SERVER_FILES = {"down.bin": 3_000_000, "empty.bin": b""}
 CLIENT_FILES = {"up.bin": os.urandom(200_000)}
 # put, get and ls in passive mode, then the same in active mode.
 SCRIPT = ["put up.bin", "get down.bin", "ls", "get empty.bin",
@@ -59,7 +59,7 @@ def test_live_capture_matches_every_byte_both_ways(recorded):
     rec, events, result, pcap = recorded
     cov = result.coverage
     assert rec.capture.dropped == 0
-    assert cov.trace_bytes > 2 * (300_000 + 200_000) * 2      # both ends, both modes
+    assert cov.trace_bytes > 2 * (3_000_000 + 200_000) * 2    # both ends, both modes
     assert cov.trace_matched == cov.trace_bytes, cov.summary()
     assert cov.segment_matched == cov.segment_bytes, cov.summary()
     assert not cov.unmatched_trace and not cov.unmatched_segments
@@ -111,7 +111,7 @@ def test_live_data_connections_open_and_close_for_their_commands(recorded):
 @has_solutions
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (apt-get install tshark)")
 def test_tshark_reads_the_capture_and_finds_every_command(recorded):
-    _, events, _, pcap = recorded
+    _, events, result, pcap = recorded
     port = next(int(e["local"].rsplit(":", 1)[1]) for e in events
                 if e["type"] == "listen" and e["channel"] == "control")
     out = subprocess.run(
@@ -124,6 +124,19 @@ def test_tshark_reads_the_capture_and_finds_every_command(recorded):
     assert len(traced) > 10
     # PASS is redacted in the trace; tshark sees the real argument.
     assert [(v, "****" if v == "PASS" else a) for v, a in seen] == traced
+
+    # tshark agrees with our relative numbers and lengths, frame by frame,
+    # and finds nothing wrong (no frame cut short of its IP length).
+    out = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.number",
+                          "-e", "tcp.seq", "-e", "tcp.ack", "-e", "tcp.len"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    theirs = [tuple(int(x) for x in line.split("\t")) for line in out.splitlines()]
+    ours = [(s.number, s.rel_seq, s.rel_ack or 0, s.len) for s in result.segments]
+    assert theirs == ours
+    assert max(s.len for s in result.segments) > 60000          # full loopback segments
+    errors = subprocess.run(["tshark", "-r", str(pcap), "-Y", "_ws.expert.severity == error"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout
+    assert errors == ""
 
 
 @live

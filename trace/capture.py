@@ -133,6 +133,27 @@ class PcapWriter:
         self.close()
 
 
+def _attach_whole_frame_filter(sock, expr: str, iface: str) -> bool:
+    """Attach a BPF filter that keeps whole frames; False if it cannot."""
+    try:
+        from scapy.arch.common import compile_filter
+        from scapy.arch.linux import SO_ATTACH_FILTER
+        from scapy.libs.structures import sock_fprog
+        program = compile_filter(expr, iface)
+    except Exception:
+        return False
+    for i in range(program.bf_len):
+        insn = program.bf_insns[i]
+        if insn.code == 0x06 and insn.k > 0:          # BPF_RET|BPF_K: accept, snap length k
+            insn.k = _SNAPLEN
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                        sock_fprog(program.bf_len, program.bf_insns))
+    except OSError:
+        return False
+    return True
+
+
 def _linux_socket(iface: str, bpf: str | None):
     """A scapy L2 socket on ``iface`` that keeps each loopback packet once,
     hands over raw bytes and has a kernel buffer big enough for 64 KiB
@@ -145,22 +166,26 @@ def _linux_socket(iface: str, bpf: str | None):
         # the PACKET_OUTGOING copy of each packet: on loopback, every packet
         # is seen leaving and arriving, and only the arrival is kept.
         def __init__(self):
+            super().__init__(iface=iface)
             # "inbound" drops the outgoing copy in the kernel already (it
             # compiles to a test of the packet type), halving the work; an
-            # older libpcap may not know it, so fall back step by step.
+            # older libpcap may not know it, so fall back step by step. The
+            # filter's own code is attached (not scapy's attach_filter),
+            # because scapy compiles it with a 65535-byte snap length, which
+            # would cut the end off every full 64 KiB loopback segment.
             for expr in (f"inbound and ({bpf})" if bpf else "inbound", bpf):
-                try:
-                    super().__init__(iface=iface, filter=expr)
+                if expr and _attach_whole_frame_filter(self.ins, expr, iface):
                     break
-                except Exception:
-                    continue
-            else:
-                super().__init__(iface=iface)
             try:
                 self.ins.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _BUFFER)
             except OSError:
                 self.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
             self.LL = conf.raw_layer          # no dissection: we parse headers ourselves
+
+        def recv_raw(self, x=_SNAPLEN):
+            # scapy reads at most its MTU constant (65535 bytes), but a
+            # loopback frame is up to 65536 + 14: read whole frames.
+            return super().recv_raw(max(x, _SNAPLEN))
 
     return _Socket()
 
