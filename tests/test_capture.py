@@ -313,3 +313,39 @@ def test_record_or_sample_gives_a_pair_that_correlates(tmp_path):
         assert len(said) == 1 and NO_CAPTURE_REASON in said[0]
     r = correlate(trace.load(log), pcap)
     assert r.coverage.trace_fraction == 1.0 and r.coverage.segment_fraction == 1.0
+
+
+@live
+@has_solutions
+@pytest.mark.parametrize("tool", ["tcpdump", "dumpcap"])
+def test_captures_made_by_other_tools_correlate(tmp_path, tool):
+    """What a student makes on their own machine: tcpdump on every
+    interface (Linux cooked v2 link type), dumpcap on loopback (pcapng)."""
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (apt-get install {tool if tool == 'tcpdump' else 'tshark'})")
+    pcap = tmp_path / ("any.pcap" if tool == "tcpdump" else "lo.pcapng")
+    args = {"tcpdump": ["tcpdump", "--immediate-mode", "-B", "131072", "-s", "0", "-i", "any", "-w", str(pcap), "tcp"],
+            "dumpcap": ["dumpcap", "-B", "128", "-i", "lo", "-f", "tcp", "-w", str(pcap)]}[tool]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = "listening on" if tool == "tcpdump" else "Capturing on"
+        line = ""
+        while ready not in line:
+            line = proc.stderr.readline()
+            assert line, f"{tool} did not start"
+        log = tmp_path / "session.log"
+        session = run_session(log, ["get big.bin", "ls", "passive", "put up.bin", "quit"],
+                              {"big.bin": 2_000_000}, {"up.bin": 100_000})
+        assert session.client_status == 0, session.client_output
+    finally:
+        import time
+        time.sleep(0.3)
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stderr.close()
+    result = correlate(trace.load(log), pcap)
+    cov = result.coverage
+    assert cov.trace_matched == cov.trace_bytes > 4_000_000, cov.summary()
+    assert cov.segment_matched == cov.segment_bytes, cov.summary()
+    data = [c for c in result.connections if c.channel == "data"]
+    assert len(data) == 3 and all(c.has_handshake() and all(c.fin_seen) and c.causes for c in data)
