@@ -306,3 +306,38 @@ def test_svg_export_matches_the_snapshot(passive_log):
 def test_latency_in_fixture_is_smaller_than_message_spacing():
     # The hand-built logs assume a receive lands before the next send.
     assert LATENCY < 0.001
+
+
+# --- races between the two processes ---------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["active", "passive"])
+def test_an_accept_logged_after_the_peer_already_sent_and_closed(tmp_path, mode):
+    """The connecting side may connect, send, even close, before the other
+    side's accept() returns and is logged: the steps wait for it."""
+    from view_sessions import Script
+    s = Script()
+    listener = s.listen("server", 0.0, "control", "127.0.0.1:2121")
+    control = s.connect(0.001, "control", "client", "127.0.0.1:50000", "127.0.0.1:2121",
+                        listener)
+    sender = "server" if mode == "active" else "client"
+    data_listener = s.listen("client" if mode == "active" else "server", 0.002, "data",
+                             "127.0.0.1:40000")
+    data = s.connect(0.003, "data", sender, "127.0.0.1:50001", "127.0.0.1:40000",
+                     data_listener)
+    data.data(sender, 0.004, [1000, 1000], 0.001)
+    data.close(sender, 0.0065)
+    receiver = "client" if sender == "server" else "server"
+    (accept,) = [e for e in s.events if e["type"] == "accept" and e["channel"] == "data"]
+    accept["t"] = round(accept["t"] + 0.005, 6)          # logged after the sender closed
+    data.eof(receiver, 0.009)
+    data.close(receiver, 0.010)
+    control.close("client", 0.02)
+    control.close("server", 0.021)
+    log = tmp_path / "race.log"
+    s.write(log)
+    text = render(diagram(log))
+    assert "log only" not in text
+    segments = body(row_with(text, "2.0 KiB @ 0–1999 in 2 segments"))
+    assert segments.endswith("▶") if sender == "client" else segments.startswith("◀")
+    assert lane(row_with(text, f"{sender} closes #2"), 1) == "┼"       # not the last end
+    assert lane(row_with(text, f"{receiver} closes #2"), 1) == "┴"

@@ -353,7 +353,11 @@ class Session:
         """Both ends are known now: steps that waited for that can go."""
         for step in self._queue:
             if step.connection is connection and step.kind in (OPEN, DATA):
+                # In active mode the server may connect and send before the
+                # client's accept() returns: its segments were waiting for this.
                 step.settled = True
+                if step.kind == DATA:
+                    step.seen = "both"
         if connection.pending_close is not None:
             # The end that closed was not the last one: its peer just showed up.
             connection.pending_close.final = False
