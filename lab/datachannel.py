@@ -1,0 +1,73 @@
+# ftpkit lab: starter code generated from the reference solution by
+# `python -m solutions.generate`. Replace each `raise NotImplementedError(...)`
+# with your code; lab/README.md says what each exercise asks for.
+"""The two ways to open a data connection, seen from either side.
+
+Every file and every listing travels on a fresh TCP connection. Before each
+transfer the two sides agree, on the control channel, which of them listens
+and which connects:
+
+* passive mode (PASV / EPSV): the server listens, tells the client its port
+  in the reply, and the client connects;
+* active mode (PORT / EPRT): the client listens, tells the server its port
+  in the command, and the server connects.
+
+So each side needs the same two things: "listen once and accept" and
+"connect to an address". Here they are, as two small classes with the same
+interface, so the code around them never cares which mode is in use.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import helper
+
+# How long a listener waits for its one connection before giving up.
+ACCEPT_TIMEOUT = 30.0
+# How long a data connection may stall (no bytes either way) before it fails.
+TRANSFER_TIMEOUT = 60.0
+
+
+class ListeningEnd:
+    """This side listens on a fresh port and accepts exactly one connection."""
+
+    def __init__(self, host: str, accept_timeout: float = ACCEPT_TIMEOUT,
+                 transfer_timeout: float = TRANSFER_TIMEOUT, allowed_peer: str | None = None):
+        # Port 0: the operating system picks a free ephemeral port.
+        self.listener = helper.listen(host, 0, "data", backlog=1)
+        self.accept_timeout = accept_timeout
+        self.transfer_timeout = transfer_timeout
+        # The server accepts its passive connection only from the client's own
+        # address, so nobody else can connect first and steal the file
+        # ("port stealing", RFC 2577).
+        self.allowed_peer = allowed_peer
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) to announce to the other side."""
+        host, port = self.listener.getsockname()[:2]
+        return host, port
+
+    def open(self):
+        """Accept the one connection, then stop listening."""
+        raise NotImplementedError('ex2: accept one connection, close the listener, set the transfer timeout')
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+
+class ConnectingEnd:
+    """This side connects to the address the other side announced."""
+
+    def __init__(self, address: tuple[str, int], transfer_timeout: float = TRANSFER_TIMEOUT):
+        self.address = address
+        self.transfer_timeout = transfer_timeout
+
+    def open(self):
+        raise NotImplementedError('ex2: connect to the announced address')
+
+    def close(self) -> None:
+        """Nothing to release: a connecting end holds no socket until open()."""

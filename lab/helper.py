@@ -1,0 +1,239 @@
+# ftpkit lab: starter code generated from the reference solution by
+# `python -m solutions.generate`. Replace each `raise NotImplementedError(...)`
+# with your code; lab/README.md says what each exercise asks for.
+"""Send and receive logic shared by the server and the client.
+
+This is the original course design's ``helper.py``: the few socket
+operations both sides need. Every socket is created here, and each is
+handed to the tracer as it is created (``trace.connected`` /
+``trace.listening``), so whatever the programs do with it afterwards shows
+up in the trace without them asking. When tracing is off those calls return
+the socket unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import secrets
+from typing import Callable
+
+import trace
+
+from .protocol import NEED_DATA, format_command, format_reply
+
+# How much one recv asks for. Large reads mean fewer system calls per
+# megabyte; 256 KiB is past the point where a bigger buffer stops helping.
+BUFFER_SIZE = 256 * 1024
+
+# When a progress callback wants updates, sendfile goes in blocks this big.
+PROGRESS_BLOCK = 1024 * 1024
+
+Progress = Callable[[int], None]
+
+
+# --- opening connections -----------------------------------------------------
+
+def listen(host: str, port: int, channel: str, backlog: int = 64):
+    """A socket listening on (host, port); port 0 lets the OS choose."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if channel == "control" and os.name != "nt":
+        # Let a restarted server reuse its port at once instead of waiting out
+        # TIME_WAIT. (On Windows this option means something else: skip it.)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return trace.listening(sock, channel)
+
+
+def connect(address: tuple[str, int], channel: str, timeout: float | None = 30):
+    """A connected TCP socket to ``address``."""
+    sock = socket.create_connection(address, timeout=timeout)
+    no_delay(sock)
+    return trace.connected(sock, channel)
+
+
+def accept(listener, timeout: float | None):
+    """Wait up to ``timeout`` seconds for one connection on ``listener``."""
+    listener.settimeout(timeout)
+    sock, _ = listener.accept()
+    sock.settimeout(timeout)
+    no_delay(sock)
+    return sock
+
+
+def no_delay(sock) -> None:
+    """Turn off Nagle's algorithm on a connection.
+
+    Nagle holds back a small write while an earlier one is unacknowledged,
+    and the peer delays its ACK for up to 40 ms hoping to piggyback it on
+    data. A server that sends "150" and then "226" with nothing in between
+    from the client hits exactly that: every transfer would end 40 ms late.
+    Our writes are whole lines or whole files, so there is nothing to gain
+    from Nagle's batching.
+    """
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# --- the control channel -----------------------------------------------------
+
+def send_command(sock, verb: str, arg: str = "") -> None:
+    """Send one command line, e.g. ``RETR a.bin`` + CRLF."""
+    sock.sendall(format_command(verb, arg))
+
+
+def send_reply(sock, code: int, text: str) -> None:
+    """Send one reply, single- or multi-line."""
+    raise NotImplementedError('ex1: format the reply and send all of it')
+
+
+def receive_event(sock, parser):
+    """Read from ``sock`` until the sans-IO ``parser`` has an event, and return it.
+
+    This is the whole of "read a line from a stream socket": the parser
+    knows where lines end, and this loop only fetches more bytes when the
+    parser says it needs them. A recv of b"" (the peer closed) is passed on
+    too, and the parser turns it into ConnectionClosed.
+    """
+    raise NotImplementedError('ex1: loop: ask parser.next_event(); on NEED_DATA recv more and feed it')
+
+
+# --- the data channel --------------------------------------------------------
+
+def send_file(sock, path: str | os.PathLike, progress: Progress | None = None) -> int:
+    """Send a whole file over a data connection; returns the bytes sent.
+
+    ``socket.sendfile`` asks the kernel to copy straight from the file to
+    the socket (no trip through Python), and falls back to plain sends on
+    platforms without ``os.sendfile``.
+    """
+    with open(path, "rb") as file:
+        raise NotImplementedError('ex3: sock.sendfile(file); with a progress callback, in blocks')
+
+
+def send_bytes(sock, data: bytes) -> int:
+    """Send a small payload (a directory listing) over a data connection."""
+    sock.sendall(data)
+    return len(data)
+
+
+def receive_all(sock) -> bytes:
+    """Read a data connection until the sender closes it (a listing)."""
+    chunks = []
+    while True:
+        chunk = sock.recv(BUFFER_SIZE)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+class PartialFile:
+    """A file written under a hidden temporary name, given its real name only
+    by :meth:`commit`.
+
+    Whoever receives a file decides when it is complete: the server when the
+    data connection closed cleanly, the client only once the server's 226
+    confirms it. Until then the bytes live in ``.name.XXXX.part`` in the same
+    directory (so the final rename stays on one file system and is atomic),
+    and leaving the ``with`` block without committing deletes them. A broken
+    transfer therefore never leaves a truncated file under the real name, and
+    an older file of that name stays intact.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.path.abspath(path)
+        directory, name = os.path.split(self.path)
+        self.partial = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
+        # Mode 0o666 lets the umask decide the permissions, as for any new file.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        self.file = os.fdopen(os.open(self.partial, flags, 0o666), "wb")
+        self.committed = False
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.partial, self.path)
+        self.committed = True
+
+    def __enter__(self) -> "PartialFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.committed:
+            self.file.close()
+            os.unlink(self.partial)
+
+
+def receive_file(sock, path: str | os.PathLike, progress: Progress | None = None,
+                 expected_size: int | None = None,
+                 still_wanted: Callable[[], bool] | None = None) -> int:
+    """Receive until the sender closes, into ``path``; returns the bytes received.
+
+    The file gets its real name only if the sender closed cleanly, the size
+    matches the announced one (if any) and ``still_wanted()`` (if given)
+    agrees; otherwise it is discarded (see PartialFile).
+    """
+    with PartialFile(path) as partial:
+        received = receive_into(sock, partial.file, progress)
+        if expected_size is not None and received != expected_size:
+            raise IncompleteTransfer(received, expected_size)
+        if still_wanted is not None and not still_wanted():
+            raise IncompleteTransfer(received, None)
+        partial.commit()
+    return received
+
+
+def receive_into(sock, file, progress: Progress | None = None) -> int:
+    """Copy a data connection into an open file until the sender closes it."""
+    try:
+        return _copy_until_eof(sock, file, progress)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise StorageFull() from err
+        raise
+
+
+def _copy_until_eof(sock, file, progress: Progress | None) -> int:
+    # One buffer reused for every read: recv_into fills it in place, so a
+    # large download allocates nothing per chunk.
+    buffer = bytearray(BUFFER_SIZE)
+    view = memoryview(buffer)
+    received = 0
+    raise NotImplementedError('ex3: recv_into the buffer until it returns 0, writing what arrived')
+
+
+class IncompleteTransfer(OSError):
+    """The data connection closed before the whole file arrived."""
+
+    def __init__(self, received: int, expected: int | None):
+        if expected is None:
+            message = f"the sender went away after {received} bytes"
+        else:
+            message = f"received {received} bytes, expected {expected}"
+        super().__init__(message)
+        self.received, self.expected = received, expected
+
+
+class StorageFull(OSError):
+    """The disk filled up while receiving (ENOSPC); the partial file was removed."""
+
+    def __init__(self):
+        super().__init__(errno.ENOSPC, "no space left on device")
+
+
+# --- integrity ---------------------------------------------------------------
+
+def file_sha256(path: str | os.PathLike, start: int = 0, end: int | None = None) -> str:
+    """SHA-256 of bytes [start, end) of a file, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        file.seek(start)
+        remaining = None if end is None else max(0, end - start)
+        raise NotImplementedError('ex4: read in blocks, update the digest, stop at end')
+    return digest.hexdigest()
