@@ -7,11 +7,13 @@ that this package is the one imported. A notebook must put the repository
 root first on ``sys.path`` before ``import trace``.
 """
 
+from . import correlate  # callable: trace.correlate(events, packets)
 from .reader import Event, TraceError, load, read_log
 from .tracer import (FORMAT, SCHEMA_VERSION, TracedSocket, Tracer, connected, current,
                      event, listening, start, stop)
 
 __all__ = [
+    "correlate",
     "Event", "TraceError", "load", "read_log",
     "FORMAT", "SCHEMA_VERSION", "TracedSocket", "Tracer",
     "connected", "current", "event", "listening", "start", "stop",

@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The commands the scripted client types: each line is what a student would
 # type at the ftp> prompt.
@@ -34,57 +29,21 @@ SCRIPT = [
 ]
 
 
-@dataclass
-class DemoSession:
-    log: Path
-    server_port: int
-    client_output: str
-    client_status: int
-
-
-def make_files(server_root: Path, client_dir: Path) -> None:
+def demo_files() -> tuple[dict, dict]:
     """Files to move: a text file on the client, a binary file on the server."""
-    (client_dir / "notes.txt").write_text(
-        "Two channels: commands and replies on one connection,\n"
-        "every file on a connection of its own.\n" * 40)
-    # Deterministic "random-looking" bytes, so every run moves the same file.
-    block = bytes((i * 131 + 7) % 256 for i in range(4096))
-    (server_root / "photo.bin").write_bytes(block * 64)   # 256 KiB
+    notes = ("Two channels: commands and replies on one connection,\n"
+             "every file on a connection of its own.\n" * 40).encode()
+    return {"photo.bin": 256 * 1024}, {"notes.txt": notes}
 
 
-def record_session(log: str | os.PathLike, script: list[str] = SCRIPT,
-                   workdir: str | os.PathLike | None = None) -> DemoSession:
+def record_session(log: str | os.PathLike, script: list[str] = SCRIPT, workdir=None):
     """Run server and client as two processes tracing into ``log``.
 
-    The server and client are separate processes, as on two real machines:
-    the log shows two pids appending to one file.
-    """
-    log = Path(log).resolve()
-    with tempfile.TemporaryDirectory(prefix="ftpkit-demo-", dir=workdir) as tmp:
-        server_root, client_dir = Path(tmp, "server"), Path(tmp, "client")
-        server_root.mkdir()
-        client_dir.mkdir()
-        make_files(server_root, client_dir)
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "solutions.server", "--root", str(server_root),
-             "--trace", str(log), "0"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            ready = server.stdout.readline()
-            if not ready.startswith("listening on "):
-                raise RuntimeError(f"the server did not start: {ready}{server.stderr.read()}")
-            port = int(ready.rsplit(":", 1)[1])
-            client = subprocess.run(
-                [sys.executable, "-m", "solutions.client", "--trace", str(log), "127.0.0.1", str(port)],
-                cwd=client_dir, env=env, input="\n".join(script) + "\n",
-                capture_output=True, text=True, timeout=60)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-            server.stdout.close()
-            server.stderr.close()
-    return DemoSession(log, port, client.stdout + client.stderr, client.returncode)
+    They are separate processes, as on two real machines: the log shows two
+    pids appending to one file."""
+    from .record import run_session
+    server_files, client_files = demo_files()
+    return run_session(log, script, server_files, client_files, workdir=workdir)
 
 
 def show(log: Path) -> None:
@@ -103,13 +62,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trace.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--log", default="session.log", help="trace log to write (default session.log)")
     parser.add_argument("--no-show", action="store_true", help="record only; do not show the log")
+    parser.add_argument("--capture", default="capture.pcap", metavar="PCAP",
+                        help="also capture the packets, when this machine may (default capture.pcap)")
+    parser.add_argument("--no-capture", action="store_true", help="record the trace alone")
     args = parser.parse_args(argv)
     log = Path(args.log)
     if log.exists():
         log.unlink()        # a fresh log, not appended to an old session
-    session = record_session(log)
+    if args.no_capture:
+        session, capture = record_session(log), None
+    else:
+        from .record import capturing
+        with capturing(args.capture, log=log) as capture:
+            session = record_session(log)
     print(session.client_output, end="")
-    print(f"\ntrace written to {log} (server port {session.server_port})\n")
+    print(f"\ntrace written to {log} (server port {session.server_port})")
+    if capture is not None:
+        print(capture.summary())
+        print(f"view both: python -m trace.view {log} --pcap {args.capture}")
+    print()
     if not args.no_show:
         show(log)
     # The script includes one deliberate error (the missing file), so the

@@ -77,47 +77,75 @@ def capturing(path, control_port=None, *, log=None,
             cap.stop()
 
 
+@contextmanager
+def serving(log, server_root, server_args=()):
+    """The reference server as a process tracing into ``log``; yields its port."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "solutions.server", "--root", str(server_root),
+         "--trace", str(Path(log).resolve()), *server_args, "0"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = server.stdout.readline()
+        if not ready.startswith("listening on "):
+            raise RuntimeError(f"the server did not start: {ready}{server.stderr.read()}")
+        yield int(ready.rsplit(":", 1)[1])
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+        server.stderr.close()
+
+
+def run_client(log, port: int, script: list[str], client_dir, active: bool = False,
+               timeout: float = 120.0, wait: bool = True):
+    """The reference client as a process tracing into ``log``, typing ``script``.
+
+    With ``wait=False`` it returns the running :class:`subprocess.Popen`
+    (several clients at once); otherwise the finished CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    args = [sys.executable, "-m", "solutions.client", "--trace", str(Path(log).resolve())]
+    if active:
+        args.append("--active")
+    args += ["127.0.0.1", str(port)]
+    stdin = "\n".join(script) + "\n"
+    if wait:
+        return subprocess.run(args, cwd=client_dir, env=env, input=stdin, capture_output=True,
+                              text=True, timeout=timeout)
+    client = subprocess.Popen(args, cwd=client_dir, env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client.stdin.write(stdin)
+    client.stdin.close()
+    return client
+
+
+def put_files(directory, files: dict | None) -> None:
+    """Write ``files`` (name -> bytes, or a size: that many deterministic bytes)."""
+    for name, content in (files or {}).items():
+        (Path(directory) / name).write_bytes(_content(content))
+
+
 def run_session(log, script: list[str], server_files: dict | None = None,
                 client_files: dict | None = None, active: bool = False,
-                workdir=None, timeout: float = 120.0) -> Session:
+                workdir=None, timeout: float = 120.0, server_args=()) -> Session:
     """Run the reference server and client as two processes, both tracing
     into ``log``, the client typing ``script``. ``server_files`` and
-    ``client_files`` map names to bytes (or to a size: that many
-    deterministic bytes) to put in the server's root and the client's
-    directory first."""
+    ``client_files`` are put in the server's root and the client's
+    directory first (see :func:`put_files`); ``server_args`` go to the
+    server (for example the fault-injection options)."""
     log = Path(log).resolve()
     with tempfile.TemporaryDirectory(prefix="ftpkit-record-", dir=workdir) as tmp:
         server_root, client_dir = Path(tmp, "server"), Path(tmp, "client")
         server_root.mkdir()
         client_dir.mkdir()
-        for where, files in ((server_root, server_files), (client_dir, client_files)):
-            for name, content in (files or {}).items():
-                (where / name).write_bytes(_content(content))
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "solutions.server", "--root", str(server_root),
-             "--trace", str(log), "0"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            ready = server.stdout.readline()
-            if not ready.startswith("listening on "):
-                raise RuntimeError(f"the server did not start: {ready}{server.stderr.read()}")
-            port = int(ready.rsplit(":", 1)[1])
-            args = [sys.executable, "-m", "solutions.client", "--trace", str(log)]
-            if active:
-                args.append("--active")
-            client = subprocess.run(args + ["127.0.0.1", str(port)], cwd=client_dir, env=env,
-                                    input="\n".join(script) + "\n", capture_output=True,
-                                    text=True, timeout=timeout)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-            server.stdout.close()
-            server.stderr.close()
+        put_files(server_root, server_files)
+        put_files(client_dir, client_files)
+        with serving(log, server_root, server_args) as port:
+            client = run_client(log, port, script, client_dir, active, timeout)
     return Session(log, port, client.stdout + client.stderr, client.returncode)
 
 
