@@ -229,9 +229,14 @@ class FtpClient:
         if data is not None:
             data.close()
         try:
-            replies.append(self.read_reply())
+            reply = self.read_reply()
         except ConnectionLost as lost:
             raise ConnectionLost(f"{lost} ({verb} failed: {failure})") from failure
+        replies.append(reply)
+        if reply.is_error:
+            # The server's word (426, 451, 452...) explains the failure better
+            # than our socket error does: report that.
+            raise FtpError(reply) from failure
 
     # --- the user's commands -------------------------------------------------------
 

@@ -116,11 +116,13 @@ def run_client(log, port: int, script: list[str], client_dir, active: bool = Fal
     if wait:
         return subprocess.run(args, cwd=client_dir, env=env, input=stdin, capture_output=True,
                               text=True, timeout=timeout)
-    client = subprocess.Popen(args, cwd=client_dir, env=env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    client.stdin.write(stdin)
-    client.stdin.close()
-    return client
+    # The script goes in through a file, so the caller's communicate() has no
+    # stdin pipe to write to and any number of clients can run at once.
+    with tempfile.TemporaryFile("w+") as script_file:
+        script_file.write(stdin)
+        script_file.seek(0)
+        return subprocess.Popen(args, cwd=client_dir, env=env, stdin=script_file,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def put_files(directory, files: dict | None) -> None:
