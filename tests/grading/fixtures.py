@@ -129,3 +129,15 @@ def student_client(impl, client_trace, steps):
             client.close()
         except Exception:
             pass
+
+
+@pytest.fixture
+def local_trace(workdir, steps):
+    """Trace the student's code that runs in this process (data-channel ends)."""
+    path = workdir / "local.log"
+    trace.start(path, "server")
+    steps.trace("the code under test (in the grader's process)", path)
+    try:
+        yield path
+    finally:
+        trace.stop()

@@ -107,8 +107,13 @@ def pytest_collection_finish(session):
             continue
         doc = (getattr(item.function, "__doc__", None) or "").strip().split("\n")[0].rstrip(".")
         name = f"{exercise_of(item)} {item.name}" + (f": {doc}" if doc else "")
-        results[item.nodeid] = Result(item.nodeid, name, exercise_of(item),
-                                      float(item.get_closest_marker("points").args[0]),
+        # The points of a parametrised test are shared by its variants, so a
+        # test is worth the same whichever peers this installation has.
+        variants = 1
+        for mark in item.iter_markers("parametrize"):
+            variants *= max(1, len(mark.args[1]))
+        points = float(item.get_closest_marker("points").args[0]) / variants
+        results[item.nodeid] = Result(item.nodeid, name, exercise_of(item), round(points, 3),
                                       item.get_closest_marker("hidden") is not None)
 
 

@@ -42,7 +42,7 @@ def test_framer_handles_partial_and_pipelined_lines(impl, steps):
 
 
 @ex1
-@points(2)
+@points(1)
 @pytest.mark.timeout(10)
 def test_framer_refuses_overlong_lines(impl, steps):
     """A line longer than max_line is reported, not buffered without limit"""
@@ -170,7 +170,7 @@ def test_server_greets_with_crlf(files, student_server, probe):
 
 
 @ex1
-@points(3)
+@points(2)
 def test_server_reads_a_command_split_across_segments(files, student_server, probe):
     """A command that arrives in pieces gets one reply"""
     server = student_server(files[0])
@@ -186,7 +186,7 @@ def test_server_reads_a_command_split_across_segments(files, student_server, pro
 
 
 @ex1
-@points(2)
+@points(1)
 def test_server_answers_pipelined_commands(files, student_server, probe):
     """Several commands in one segment are answered one by one, in order"""
     server = student_server(files[0])
@@ -199,7 +199,7 @@ def test_server_answers_pipelined_commands(files, student_server, probe):
 
 
 @ex1
-@points(2)
+@points(1)
 def test_server_with_ftplib(files, student_server, steps):
     """ftplib logs in; an unknown command gets 502 and the session goes on"""
     server = student_server(files[0])
@@ -229,7 +229,7 @@ def test_server_with_ftplib(files, student_server, steps):
 # --- the client under test --------------------------------------------------------
 
 @ex1
-@points(2)
+@points(1)
 def test_client_reads_replies(files, reference_server, student_client, steps):
     """FtpClient connects, logs in and reads single and multi-line replies"""
     server = reference_server(files[0])
