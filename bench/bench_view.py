@@ -10,7 +10,8 @@ segments, transfer events), then prints one row:
 * ``json decode``: the time to merely ``json.loads`` every line of the log,
   the least any reader could do;
 * ``--summary``: the time of ``python -m trace.view --summary LOG`` (both
-  timed as fresh processes, so each includes starting Python);
+  timed as fresh processes, so each includes starting Python; the best of
+  ``--runs`` runs, 3 by default, since a busy machine adds noise);
 * ``ratio``: the second over the first (goal: at most 3x);
 * ``peak traced`` and ``max RSS``: the peak of Python allocations during
   ``--summary`` (tracemalloc) and the process's resident size at its
@@ -178,7 +179,7 @@ def main() -> int:
     parser.add_argument("--events", default="100000,1000000",
                         help="comma-separated log sizes in events (default 100000,1000000)")
     parser.add_argument("--files", type=int, default=20, help="downloads in each session")
-    parser.add_argument("--runs", type=int, default=1, help="time each command this many "
+    parser.add_argument("--runs", type=int, default=3, help="time each command this many "
                                                           "times and keep the best")
     args = parser.parse_args()
     sizes = [int(n) for n in args.events.split(",")]

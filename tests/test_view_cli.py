@@ -146,6 +146,7 @@ def test_missing_file(capsys, tmp_path):
     missing = tmp_path / "nope.log"
     status, out, err = view(capsys, missing)
     assert status == 2
+    assert out == ""
     assert_one_clear_line(err, str(missing), "no such file")
 
 

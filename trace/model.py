@@ -32,6 +32,7 @@ from collections import deque
 from typing import Callable, Iterable
 
 from .reader import TraceError
+from .schema import COMMON, EVENTS
 from .tracer import FORMAT, SCHEMA_VERSION
 
 CLIENT, SERVER = "client", "server"
@@ -50,6 +51,47 @@ MATCH_WINDOW_SECONDS = 2.0
 # sides disagree: any failure first, then a side that checked the bytes
 # (the client checks a download with HASH; the server just says "ok").
 VERDICT_ORDER = ("mismatch", "aborted", "unfinished", "verified", "unverified", "ok")
+
+
+# The schema's field types, per event type, ready for a quick check of every
+# event: a field of the wrong type would otherwise surface much later, far
+# from the line that caused it (an address that is a list, a time that is
+# text). The check compares exact types, so true/false never pass as numbers.
+_REQUIRED = {kind: tuple({**COMMON, **required}.items())
+             for kind, (required, _optional) in EVENTS.items()}
+_OPTIONAL = {kind: tuple(optional.items()) for kind, (_required, optional) in EVENTS.items()}
+
+
+def field_problem(event) -> str | None:
+    """What is wrong with a known event's fields, or None."""
+    kind = event["type"]
+    for name, types in _REQUIRED[kind]:
+        value = event.get(name, _MISSING)
+        if type(value) not in types:
+            if value is _MISSING:
+                return f"{kind} event lacks field {name!r}"
+            return f"{kind} event has {name!r} of type {type(value).__name__}"
+    for name, types in _OPTIONAL[kind]:
+        if name in event and type(event[name]) not in types:
+            return f"{kind} event has {name!r} of type {type(event[name]).__name__}"
+    return None
+
+
+_MISSING = object()
+_NUMBER = (int, float)
+
+
+def _segment_fields_ok(event) -> bool:
+    """The quick check of a send or recv: the fields the model uses each time."""
+    get = event.get
+    return (type(get("t")) in _NUMBER and type(get("pid")) is int and type(get("conn")) is int
+            and type(get("offset")) is int and type(get("len")) is int
+            and get("role") in ROLES and get("dir") in ("in", "out"))
+
+
+class BadEvent(ValueError):
+    """An event whose fields do not fit the schema (said in one line)."""
+KNOWN_EVENTS = frozenset(EVENTS)
 
 
 def other(role: str) -> str:
@@ -214,6 +256,7 @@ class Session:
         self._refused: set[tuple] = set()          # (role, pid) whose header we cannot read
         self._started: dict[tuple, list] = {}      # open transfer_start times per side
         self._queue: deque[Step] = deque()         # steps waiting, in time order
+        self.last_rejected = False                 # the last event fed was refused or bad
         self._handlers = {
             "header": self._on_header, "listen": self._on_listen,
             "connect": self._on_connect, "accept": self._on_connect,
@@ -228,36 +271,57 @@ class Session:
         """Take one event; return the steps now ready to draw."""
         kind = event.get("type")
         role = event.get("role")
-        if (role, event.get("pid")) in self._refused:
+        self.last_rejected = False
+        if self._refused and self._from_refused_process(event):
+            self.last_rejected = True
             return []                          # its header was already reported
         handler = self._handlers.get(kind)
         if handler is None:
             self._problem(event, f"unknown event type {kind!r}; shown as is")
             return self._add(Step(NOTE, self._time_of(event), role=role if role in ROLES else None,
                                   style="unknown", event=event))
-        t = event.get("t")
-        if not isinstance(t, (int, float)) or isinstance(t, bool):
-            self._problem(event, f"{kind} event has no valid time 't'")
-            return []
-        if role not in ROLES:
-            self._problem(event, f"{kind} event has role {role!r}, expected client or server")
-            return []
+        if kind == "send" or kind == "recv":
+            # Data segments are most of any log: check only the fields used
+            # here (the rest are checked once, when the connection end is new).
+            if not _segment_fields_ok(event):
+                self._problem(event, field_problem(event)
+                              or f"{kind} event has a role or dir of an unknown value")
+                return []
+        else:
+            problem = field_problem(event)
+            if problem is None and role not in ROLES:
+                problem = f"{kind} event has role {role!r}, expected client or server"
+            if problem is not None:
+                self._problem(event, problem)
+                return []
+        t = event["t"]
         if self.end is None or t > self.end:
             self.end = t
         try:
             step = handler(event, role, t)
+        except BadEvent as err:
+            self._problem(event, str(err))
+            return []
         except KeyError as err:
             self._problem(event, f"{kind} event lacks field {err.args[0]!r}")
             return []
         except (TypeError, ValueError, AttributeError) as err:
             self._problem(event, f"{kind} event has a field of the wrong type ({err})")
             return []
-        if kind != "header" or step is not None:
-            self.events_used += 1
+        if self.last_rejected:                 # a header we cannot read
+            return []
+        self.events_used += 1
+        if role not in self.roles_seen:
             self.roles_seen.add(role)
-            if self.start is None:
-                self.start = t
-        return self._add(step) if step is not None else self._release()
+        if self.start is None:
+            self.start = t
+        if step is not None:
+            return self._add(step)
+        return self._release() if self._queue else []
+
+    def _from_refused_process(self, event) -> bool:
+        role, pid = event.get("role"), event.get("pid")
+        return type(role) is str and type(pid) is int and (role, pid) in self._refused
 
     def flush(self) -> list[Step]:
         """Let every waiting step go: the input ended, or a live log went quiet."""
@@ -280,8 +344,11 @@ class Session:
         return self.flush()
 
     def connection_of(self, event) -> Connection | None:
-        """The connection an event (already fed) belongs to, if any."""
-        end = self._ends.get((event.get("role"), event.get("pid"), event.get("conn")))
+        """The connection an event (already fed, and not refused) belongs to, if any."""
+        key = (event.get("role"), event.get("pid"), event.get("conn"))
+        if not all(type(part) in (str, int) for part in key):
+            return None
+        end = self._ends.get(key)
         return end.connection if end else None
 
     # -- waiting for the other copy ------------------------------------------------
@@ -322,6 +389,9 @@ class Session:
         end = self._ends.get(key)
         if end is not None:
             return end
+        problem = field_problem(event)
+        if problem is not None:
+            raise BadEvent(problem)
         end = End(role, event["pid"], event["conn"], event["local"], event["remote"])
         self._ends[key] = end
         # The other end of this TCP connection has our addresses swapped.
@@ -371,6 +441,7 @@ class Session:
                 or event["schema"] > SCHEMA_VERSION:
             # The reader has reported it; this process's events mean something else.
             self._refused.add((role, event.get("pid")))
+            self.last_rejected = True
             return None
         return Step(NOTE, t, role=role, style="header",
                     text=f"{role} pid {event['pid']} starts tracing on {event.get('host', '?')}")
@@ -528,6 +599,7 @@ class Session:
 
     # -- problems --------------------------------------------------------------------
     def _problem(self, event, message: str) -> None:
+        self.last_rejected = True
         self.on_problem(TraceError(getattr(event, "source", "<events>"),
                                    getattr(event, "lineno", None), message))
 

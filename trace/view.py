@@ -28,7 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .diagram import Painter, summary
-from .model import Session
+from .model import KNOWN_EVENTS, Session
 from .reader import TraceError, read_log
 # The reader's reordering window and merge key: logs are merged exactly as
 # trace.load() merges them. (load() itself cannot take our line counter.)
@@ -75,6 +75,8 @@ def parse_args(argv):
         parser.error(f"--export: the file must end in {', '.join(EXPORT_FORMATS)}")
     if args.follow and len(args.logs) > 1:
         parser.error("--follow takes one log")
+    if args.json and args.export:
+        parser.error("--export saves the diagram and summary; --json prints events instead")
     if args.step and "-" in args.logs:
         parser.error("--step reads Enter from standard input, so the log must be a file")
     if args.replay is not None and args.replay <= 0:
@@ -213,8 +215,10 @@ def events_of(path: str, problems: Problems, *, follow=False, idle_limit=None, o
             # Let the reader word the error, so all the kit's tools say the same.
             yield from read_log(path, problems)
             return
-        lines = LogLines(raw, follow=follow, idle_limit=idle_limit, on_idle=on_idle,
-                         owned=path != "-")
+        # A pipe already streams: it ends when the writer is done, so only a
+        # file is followed past its end.
+        lines = LogLines(raw, follow=follow and path != "-", idle_limit=idle_limit,
+                         on_idle=on_idle, owned=path != "-")
         last_good = 0
         for event in read_log(path, problems, stream=lines):
             if not _orderable(event):
@@ -260,6 +264,7 @@ class View:
         self.session = Session(on_problem=problems)
         self.painter: Painter | None = None
         self.flushed_while_idle = False
+        self.header_shown = False
         self.last_row_time: float | None = None
 
     def run(self) -> int:
@@ -268,7 +273,6 @@ class View:
         if draw:
             self.painter = Painter(self.console.width, None, verbose=args.verbose,
                                    channel=args.channel, conn=args.conn)
-            self.show(self.painter.header(), time_of_row=None)
         try:
             for event in self.events():
                 steps = self.session.feed(event)
@@ -320,6 +324,9 @@ class View:
 
     def draw(self, rows) -> None:
         for t, row in rows:
+            if not self.header_shown:      # not before we know there is something
+                self.header_shown = True
+                self.show(self.painter.header(), time_of_row=None)
             self.show(row, time_of_row=t)
 
     def show(self, row, time_of_row) -> None:
@@ -338,7 +345,9 @@ class View:
                 raise QuitStepping
 
     def emit_json(self, event) -> None:
-        if self.wanted_event(event):
+        # Events that were reported as bad are left out; unknown ones go through.
+        unknown = event.get("type") not in KNOWN_EVENTS
+        if (unknown or not self.session.last_rejected) and self.wanted_event(event):
             sys.stdout.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
 
     def wanted_event(self, event) -> bool:
