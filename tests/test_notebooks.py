@@ -1,0 +1,55 @@
+"""Every notebook runs, top to bottom, in a fresh kernel started in notebooks/,
+as a student opens it."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+
+nbformat = pytest.importorskip("nbformat", reason="the notebook tests need jupyter (requirements.txt)")
+nbclient = pytest.importorskip("nbclient", reason="the notebook tests need nbclient (requirements.txt)")
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+sys.path.insert(0, str(REPO_ROOT / "notebooks"))
+import lesson  # noqa: E402
+
+
+def test_there_are_five_notebooks():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_a_fresh_kernel(path: Path):
+    notebook = nbformat.read(path, as_version=4)
+    started = time.monotonic()
+    nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    took = time.monotonic() - started
+    assert took < 60, f"{path.name} took {took:.0f} s"
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    # Each notebook says plainly whether it ran live, captured, or on the sample.
+    assert "Live session on loopback" in text or "recorded sample" in text
+    # Every question cell ran its check (the placeholders are unanswered).
+    questions = sum(1 for cell in notebook.cells if cell.cell_type == "code" and "check(answer" in cell.source)
+    assert questions >= 1 and text.count("Not answered yet") == questions
+
+
+def test_the_first_cell_puts_the_root_first_before_importing_trace():
+    for path in NOTEBOOKS:
+        lines = nbformat.read(path, as_version=4).cells[1].source.splitlines()
+        assert lines.index("sys.path.insert(0, str(ROOT))") < lines.index("import trace")
+
+
+def test_check_tells_right_from_wrong(capsys):
+    assert lesson.check(" Data ", "data") is True
+    assert lesson.check(3, 4, hint="count again") is False
+    assert lesson.check(..., 4) is None
+    assert lesson.check(["b", "A"], ("a", "B")) is True
+    out = capsys.readouterr().out
+    assert "✓ Right." in out and "Hint: count again" in out and "Not answered yet" in out
