@@ -348,7 +348,11 @@ class Summary(JupyterMixin):
 def summary(source, *, channel: str | None = None, conn: int | None = None) -> Summary:
     """The summary of a finished :class:`Session`, a log (a path), or events."""
     if not isinstance(source, Session):
-        source, _ = model.build(_events(source))
+        session = Session(segments=False)     # the summary needs no steps: keep none
+        for event in _events(source):
+            session.feed(event)
+        session.finish()
+        source = session
     return Summary(source, channel=channel, conn=conn)
 
 
@@ -398,7 +402,7 @@ def _connections_table(session: Session, connections, narrow: bool = False) -> T
     for c in connections:
         lifetime = c.lifetime
         cells = {"#": c.label, "channel": Text(c.channel, style=CHANNEL_STYLE.get(c.channel, "")),
-                 "client": c.client_address or "?", "server": c.server_address or "?",
+                 "client": Text(c.client_address or "?"), "server": Text(c.server_address or "?"),
                  "by": c.connector or "?",
                  "open s": _since(session, c.t_open), "close s": _since(session, c.t_close),
                  "lifetime": format_duration(lifetime) if lifetime is not None else "-",
@@ -429,7 +433,8 @@ def _transfers_table(session: Session, transfers) -> Table:
             # When it went wrong, say who noticed.
             verdict += " (" + ", ".join(f"{role}: {side['verdict']}"
                                         for role, side in sorted(t.sides.items())) + ")"
-        table.add_row(t.command, t.path, t.direction,
+        # Text(), not a plain string: rich would read "[...]" in a path as markup.
+        table.add_row(Text(t.command), Text(t.path), Text(t.direction),
                       t.connection.label if t.connection else "?",
                       f"{t.bytes:,} B", format_duration(t.duration),
                       format_rate(rate) if rate is not None else "-",
@@ -444,5 +449,5 @@ def _errors_table(session: Session, errors) -> Table:
     for e in errors:
         table.add_row(_since(session, e.t), e.connection.label if e.connection else "-",
                       e.role, str(e.code) if e.code is not None else "-",
-                      Text(e.text, style=ERROR_STYLE), e.command or "")
+                      Text(e.text, style=ERROR_STYLE), Text(e.command or ""))
     return table

@@ -242,8 +242,12 @@ class Session:
     events go to ``on_problem`` (by default they raise :class:`TraceError`).
     """
 
-    def __init__(self, on_problem: Callable[[TraceError], None] | None = None):
+    def __init__(self, on_problem: Callable[[TraceError], None] | None = None, *,
+                 segments: bool = True):
         self.on_problem = on_problem or _raise
+        # segments=False: only the summary is wanted, so data segments (most
+        # of any log) update their connection's counts but make no steps.
+        self.segments = segments
         self.start: float | None = None       # time of the first event
         self.end: float | None = None         # time of the latest event
         self.events_used = 0                  # events that were understood
@@ -459,7 +463,7 @@ class Session:
         return None
 
     def _on_bytes(self, event, role, t):
-        end = self._end(event, role, t)
+        end = self._ends.get((role, event["pid"], event["conn"])) or self._end(event, role, t)
         connection = end.connection
         offset, length = event["offset"], event["len"]
         top = offset + length
@@ -470,7 +474,7 @@ class Session:
                 connection.carried[role] = top
         elif top > connection.delivered[sender]:
             connection.delivered[sender] = top
-        if connection.channel != "data" or length == 0:
+        if connection.channel != "data" or length == 0 or not self.segments:
             # Control bytes are drawn from the command/reply events; a recv of
             # nothing is the peer's FIN, which its close step shows.
             return None

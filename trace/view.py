@@ -261,7 +261,8 @@ class View:
         self.console = Console(width=args.width, no_color=args.no_color,
                                record=bool(args.export), highlight=False, emoji=False,
                                soft_wrap=False)
-        self.session = Session(on_problem=problems)
+        self.session = Session(on_problem=problems,
+                               segments=not (args.summary or args.json))
         self.painter: Painter | None = None
         self.flushed_while_idle = False
         self.header_shown = False
