@@ -17,8 +17,8 @@ from rich.console import Console
 import trace
 from trace.diagram import TIME_WIDTH, diagram, summary
 from trace.model import Session, build, format_bytes
-from view_sessions import (LATENCY, RETR_BYTES, RETR_DURATION, RETR_SIZES, active_session,
-                           passive_session)
+from tests.view_sessions import (LATENCY, RETR_BYTES, RETR_DURATION, RETR_SIZES,
+                                 active_session, passive_session)
 
 WIDTH = 100
 GUTTER = TIME_WIDTH + 1          # where the lanes column starts in a row
@@ -83,7 +83,7 @@ def test_lanes_open_and_close_where_the_log_says(passive_log):
 
 
 def test_a_new_data_connection_reuses_the_free_lane(tmp_path):
-    from view_sessions import Script
+    from tests.view_sessions import Script
     s = Script()
     listener = s.listen("server", 0.0, "control", "127.0.0.1:2121")
     control = s.connect(0.001, "control", "client", "127.0.0.1:50000", "127.0.0.1:2121",
@@ -314,7 +314,7 @@ def test_latency_in_fixture_is_smaller_than_message_spacing():
 def test_an_accept_logged_after_the_peer_already_sent_and_closed(tmp_path, mode):
     """The connecting side may connect, send, even close, before the other
     side's accept() returns and is logged: the steps wait for it."""
-    from view_sessions import Script
+    from tests.view_sessions import Script
     s = Script()
     listener = s.listen("server", 0.0, "control", "127.0.0.1:2121")
     control = s.connect(0.001, "control", "client", "127.0.0.1:50000", "127.0.0.1:2121",

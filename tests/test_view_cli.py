@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from trace.view import main
-from view_sessions import passive_session
+from tests.view_sessions import passive_session
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WIDTH = "100"
