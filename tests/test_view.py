@@ -32,7 +32,10 @@ def render(renderable, width: int = WIDTH) -> str:
 
 
 def rows(text: str) -> list[str]:
-    return text.splitlines()
+    """The diagram's rows (each starts with its time), or a table's lines."""
+    lines = text.splitlines()
+    timed = [line for line in lines if line[:TIME_WIDTH].strip().replace(".", "").isdigit()]
+    return timed or lines
 
 
 def row_with(text: str, needle: str) -> str:

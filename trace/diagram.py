@@ -5,7 +5,11 @@ time going down. Every message is an arrow from its sender to its receiver.
 In the *lanes* column each TCP connection is a vertical line: the control
 connection's lane runs through the whole session, and each data connection's
 lane starts (``┬``) where it is opened and ends (``┴``) where it is closed,
-which is the two-channel design of FTP made visible.
+which is the two-channel design of FTP made visible. ``●`` marks the lane a
+message travels on, ``┼`` one end closing (``╎`` until the other end does).
+Control lines are drawn ``───``, data ``═══``, a connect ``┄┄┄``; a message
+only one side's log shows is drawn ``╌╌╌`` and says so. A legend says it
+under the diagram.
 
 Both :func:`diagram` and :func:`summary` return rich renderables, so a
 notebook displays them directly and a terminal prints them::
@@ -97,6 +101,11 @@ class Painter:
         rows = self.finish()
         rows.append((step.t, self._row(step)))
         return rows
+
+    def legend(self) -> Text:
+        """What the glyphs mean, for the foot of the diagram."""
+        return Text("lanes:  ┬ opens  ● message  ┼ one end closes  ╎ half-closed  ┴ closed\n"
+                    "arrows: ─ control  ═ data  ┄ connect  ╌ seen by one side only", style="dim")
 
     def finish(self) -> list[tuple[float, Text]]:
         """Draw the folded data segments held back, if any."""
@@ -300,6 +309,7 @@ class SequenceDiagram(JupyterMixin):
                 yield row
         for _time, row in painter.finish():
             yield row
+        yield painter.legend()
 
 
 def diagram(source, *, verbose: bool = False, channel: str | None = None,

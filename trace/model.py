@@ -22,8 +22,13 @@ come out in time order. The queue is bounded (a number of steps, a span of
 log time), which is what keeps memory flat on a log of any length: the model
 itself holds only one small record per connection and per transfer.
 
-Use it from a notebook as ``session = Session(); for e in trace.load(p):
-session.feed(e)``, then ``session.flush()``; ``trace.diagram`` draws it.
+From a notebook::
+
+    session, steps = trace.model.build(trace.load("session.log"))
+    session.connections, session.transfers, session.errors   # the figures
+
+or feed it yourself (``session.feed(event)`` for each event, then
+``session.finish()``); :mod:`trace.diagram` draws the steps.
 """
 
 from __future__ import annotations

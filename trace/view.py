@@ -293,6 +293,8 @@ class View:
                 for step in steps:
                     self.draw(self.painter.add(step))
                 self.draw(self.painter.finish())
+                if self.header_shown:
+                    self.console.print(self.painter.legend(), crop=True)
         except QuitStepping:
             return 0
         if self.session.events_used == 0:
