@@ -19,6 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# The longest name of one file or directory most file systems allow, in
+# bytes (NAME_MAX on Linux, ext4, NTFS, APFS). A longer one could never be
+# created or found; refusing it up front gives a clear 553 instead of an
+# OSError from deep inside.
+NAME_MAX = 255
+
 MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 SIX_MONTHS = 182 * 24 * 3600
 
@@ -51,14 +57,19 @@ class Root:
             # On Windows a backslash is a separator; refuse it everywhere so
             # the same path means the same thing on every server.
             raise PathRefused(553, "File names cannot contain backslashes.")
+        if any(len(part.encode("utf-8")) > NAME_MAX for part in name.split("/")):
+            raise PathRefused(553, f"File name too long (the limit is {NAME_MAX} bytes).")
         raise NotImplementedError('ex3: normalise the virtual path; refuse ".." past "/" and links that lead out')
 
     def listing(self, cwd: str, name: str, names_only: bool) -> bytes:
         """The LIST (``ls -l`` style) or NLST (names only) text, CRLF-terminated lines."""
         target = self.resolve(cwd, name)
         if target.real.is_dir():
-            # Dot files stay hidden, as with ls (and uploads in progress are dot files).
-            entries = sorted((e for e in os.scandir(target.real) if not e.name.startswith(".")),
+            # Dot files stay hidden, as with ls (and uploads in progress are dot
+            # files), and so do links that lead out of the root: a listing shows
+            # nothing a client could not fetch.
+            entries = sorted((e for e in os.scandir(target.real)
+                              if not e.name.startswith(".") and not self._leads_out(e)),
                              key=lambda e: e.name)
             names = [(e.name, e) for e in entries]
         elif target.real.exists():
@@ -75,7 +86,13 @@ class Root:
             except OSError:
                 continue          # a dangling link or a file deleted meanwhile
             lines.append(_long_format(entry_name, info))
-        return "".join(line + "\r\n" for line in lines).encode("utf-8")
+        # A name on disk that is not UTF-8 goes out as the bytes it is, as
+        # with ls and vsftpd ("surrogateescape" turns them back into bytes).
+        return "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape")
+
+    def _leads_out(self, entry: os.DirEntry) -> bool:
+        """Is this directory entry a symbolic link to somewhere outside the root?"""
+        return entry.is_symlink() and not _is_within(Path(os.path.realpath(entry.path)), self.directory)
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -168,11 +168,13 @@ class FtpClient:
         moved = 0
         try:
             raise NotImplementedError('ex3: passive: connect first; send the command, expect 1xx; active: accept; move bytes; close; expect 226')
-        except BaseException:
+        except BaseException as failure:
             trace.event("transfer_end", command=verb, path=arg, direction=direction,
                         conn=getattr(data, "conn", None), control=getattr(self.control, "conn", None),
                         bytes=moved, duration=round(time.monotonic() - started, 6), sha256=None,
                         verdict="aborted")
+            if isinstance(failure, Exception) and not isinstance(failure, ConnectionLost):
+                self._collect_final_reply(verb, replies, data, failure)
             raise
         finally:
             data_end.close()
@@ -180,6 +182,28 @@ class FtpClient:
                 data.close()
         return TransferResult(verb, arg, moved, time.monotonic() - started, replies,
                               getattr(data, "conn", None))
+
+    def _collect_final_reply(self, verb: str, replies: list[Reply], data, failure: Exception) -> None:
+        """After this side's end of a transfer failed (a reset, a full disk),
+        read the server's final reply to it, so the control channel stays in
+        step: otherwise the next command would be answered by this stale
+        426 and every reply after it would be one behind.
+
+        Closing the data connection first tells the server to stop sending.
+        """
+        if not replies or replies[-1].kind != 1:
+            return                  # no transfer under way: no reply pending
+        if data is not None:
+            data.close()
+        try:
+            reply = self.read_reply()
+        except ConnectionLost as lost:
+            raise ConnectionLost(f"{lost} ({verb} failed: {failure})") from failure
+        replies.append(reply)
+        if reply.is_error:
+            # The server's word (426, 451, 452...) explains the failure better
+            # than our socket error does: report that.
+            raise FtpError(reply) from failure
 
     # --- the user's commands -------------------------------------------------------
 

@@ -26,7 +26,7 @@ from . import helper
 from .datachannel import ConnectingEnd, ListeningEnd
 from .faults import Faults
 from .filesystem import PathRefused, Root
-from .protocol import (Code, Command, CommandParser, ConnectionClosed, LineTooLong,
+from .protocol import (MAX_LINE, Code, Command, CommandParser, ConnectionClosed, LineTooLong,
                        MalformedLine, NotUtf8, UnsupportedFamily, format_epsv_reply,
                        format_pasv_reply, parse_eprt_arg, parse_host_port)
 
@@ -154,7 +154,7 @@ class Session:
                 self.reply(Code.LOCAL_ERROR, f"{cmd.verb}: local error: {type(bug).__name__}.")
 
     def reply(self, code: int, text: str) -> None:
-        helper.send_reply(self.control, code, text)
+        helper.send_reply(self.control, code, _shortened(text))
 
     # --- login and session state -------------------------------------------
 
@@ -391,7 +391,7 @@ class Session:
         if verdict == "aborted":
             # Whoever runs the server hears of it too: the client may be gone,
             # and with it the only one who saw the 425/426/452.
-            log.warning("%s %s for %s aborted after %d bytes", verb, path, self.client_host, moved)
+            log.warning("%s %s for %s aborted", verb, path, self.client_host)
 
     def client_still_connected(self) -> bool:
         """After an upload's data connection closed: is the client still there?
@@ -432,6 +432,22 @@ class Session:
             self.reply(Code.FILE_UNAVAILABLE, f"{path}: no such file.")
             return
         raise NotImplementedError('ex4: hash the whole file and reply 213 SHA-256 0-<size> <hex> <path>')
+
+
+def _shortened(text: str) -> str:
+    """The reply text with every line cut to fit the line limit.
+
+    Replies echo what the client sent ("550 <name>: no such file."), and a
+    name may be almost MAX_LINE bytes long; with the code and the rest of the
+    sentence around it, the reply line would be longer than clients accept.
+    """
+    room = MAX_LINE - len("123- ...")
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        raw = line.encode("utf-8")
+        if len(raw) > room:
+            lines[i] = raw[:room].decode("utf-8", "ignore") + "..."
+    return "\n".join(lines)
 
 
 def _reason(err: OSError) -> str:
