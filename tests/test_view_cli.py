@@ -341,3 +341,31 @@ def test_replay_keeps_the_recorded_pace(capsys, log):
     assert status == 0
     assert replayed == plain
     assert elapsed >= 0.033 / 0.5 * 0.9                  # 33 ms of session at half speed
+
+
+def test_follow_waits_for_the_log_and_follows_a_new_one(capsys, tmp_path):
+    """As with trace.demo: the viewer starts first, and each demo run deletes
+    the old log and writes a new one at the same path."""
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    passive_session().write(first)
+    from tests.view_sessions import active_session
+    active_session().write(second)
+    live = tmp_path / "live.log"
+
+    def writer():
+        time.sleep(0.3)
+        live.write_bytes(first.read_bytes())
+        time.sleep(0.5)
+        live.unlink()
+        live.write_bytes(second.read_bytes())
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    status = main(["--follow", "--follow-timeout", "1.0", "--width", WIDTH, "--no-color",
+                   str(live)])
+    thread.join()
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert err.splitlines() == [f"{live}: waiting for the log to appear",
+                                f"{live}: replaced by a new log; following that"]
+    assert "RETR a.bin" in out and "STOR up.txt" in out

@@ -500,6 +500,10 @@ class Session:
         if twin is not None:
             twin.seen = "both"                  # the other copy of a line already drawn
             twin.settled = True
+            if role == sender:
+                # A line is drawn at the time it was sent. (A log read in file
+                # order, as --follow does, may show the receive first.)
+                twin.t = t
             return None
         is_reply = event["type"] == "reply"
         code = event["code"] if is_reply else None

@@ -146,8 +146,10 @@ class LogLines:
     ``on_idle(seconds)`` while nothing new comes.
     """
 
-    def __init__(self, raw, *, follow=False, idle_limit=None, on_idle=None, owned=True):
+    def __init__(self, raw, *, follow=False, idle_limit=None, on_idle=None, owned=True,
+                 path=None):
         self.raw = raw
+        self.path = path          # to notice the file being replaced, with --follow
         self.follow = follow
         self.idle_limit = idle_limit
         self.on_idle = on_idle
@@ -190,6 +192,15 @@ class LogLines:
             quiet = time.monotonic() - quiet_since
             if self.idle_limit is not None and quiet >= self.idle_limit:
                 break
+            if self._replaced():
+                # A new session was started into the same path (trace.demo
+                # deletes the old log first): carry on with the new file.
+                print(f"{self.path}: replaced by a new log; following that",
+                      file=sys.stderr, flush=True)
+                self.raw.close()
+                self.raw = open(self.path, "rb")
+                partial = b""
+                continue
             if self.on_idle is not None:
                 self.on_idle(quiet)
             time.sleep(POLL_SECONDS)
@@ -197,6 +208,14 @@ class LogLines:
             self.count += 1
             self.cut_off = True
             yield partial
+
+    def _replaced(self) -> bool:
+        if self.path is None:
+            return False
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self.raw.fileno()).st_ino
+        except OSError:
+            return False          # gone for now: wait for it to come back
 
 
 def events_of(path: str, problems: Problems, *, follow=False, idle_limit=None, on_idle=None):
@@ -206,6 +225,9 @@ def events_of(path: str, problems: Problems, *, follow=False, idle_limit=None, o
     and yields nothing, so the other logs can still be shown.
     """
     source = "<stdin>" if path == "-" else path
+    follow = follow and path != "-"   # a pipe streams anyway, and its end is final
+    if follow:
+        _wait_for(path, idle_limit)
     try:
         raw = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError:
@@ -215,10 +237,8 @@ def events_of(path: str, problems: Problems, *, follow=False, idle_limit=None, o
             # Let the reader word the error, so all the kit's tools say the same.
             yield from read_log(path, problems)
             return
-        # A pipe already streams: it ends when the writer is done, so only a
-        # file is followed past its end.
-        lines = LogLines(raw, follow=follow and path != "-", idle_limit=idle_limit,
-                         on_idle=on_idle, owned=path != "-")
+        lines = LogLines(raw, follow=follow, idle_limit=idle_limit, on_idle=on_idle,
+                         owned=path != "-", path=path if follow else None)
         last_good = 0
         for event in read_log(path, problems, stream=lines):
             if not _orderable(event):
@@ -233,6 +253,18 @@ def events_of(path: str, problems: Problems, *, follow=False, idle_limit=None, o
                                 "skipped"))
     except TraceError as err:
         problems(err)
+
+
+def _wait_for(path: str, idle_limit: float | None) -> None:
+    """With --follow, a log that does not exist yet is waited for (like tail -F)."""
+    if os.path.exists(path):
+        return
+    print(f"{path}: waiting for the log to appear", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    while not os.path.exists(path):
+        if idle_limit is not None and time.monotonic() - started >= idle_limit:
+            return                # then reported as missing, as without --follow
+        time.sleep(POLL_SECONDS)
 
 
 def _orderable(event) -> bool:
