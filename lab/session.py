@@ -154,7 +154,7 @@ class Session:
                 self.reply(Code.LOCAL_ERROR, f"{cmd.verb}: local error: {type(bug).__name__}.")
 
     def reply(self, code: int, text: str) -> None:
-        helper.send_reply(self.control, code, _shortened(text))
+        helper.send_reply(self.control, code, _fit_for_a_reply(text))
 
     # --- login and session state -------------------------------------------
 
@@ -434,19 +434,29 @@ class Session:
         raise NotImplementedError('ex4: hash the whole file and reply 213 SHA-256 0-<size> <hex> <path>')
 
 
-def _shortened(text: str) -> str:
-    """The reply text with every line cut to fit the line limit.
+# Control characters a client may put in a name (anything below a space, and
+# DEL), each to be shown as "?" when the name is echoed in a reply.
+_CONTROL_CHARACTERS = {code: "?" for code in [*range(0x20), 0x7F]}
 
-    Replies echo what the client sent ("550 <name>: no such file."), and a
-    name may be almost MAX_LINE bytes long; with the code and the rest of the
-    sentence around it, the reply line would be longer than clients accept.
+
+def _fit_for_a_reply(text: str) -> str:
+    """The reply text made safe to send: each line cut to fit the line limit,
+    and no control characters.
+
+    Replies echo what the client sent ("550 <name>: no such file."). A name
+    may be almost MAX_LINE bytes long, and with the code and the rest of the
+    sentence around it the line would be longer than clients accept. A name
+    may also hold a bare CR, which some clients take for a line end, or an
+    escape sequence that would drive the terminal of whoever reads the reply.
     """
     room = MAX_LINE - len("123- ...")
     lines = text.split("\n")
     for i, line in enumerate(lines):
+        line = line.translate(_CONTROL_CHARACTERS)
         raw = line.encode("utf-8")
         if len(raw) > room:
-            lines[i] = raw[:room].decode("utf-8", "ignore") + "..."
+            line = raw[:room].decode("utf-8", "ignore") + "..."
+        lines[i] = line
     return "\n".join(lines)
 
 
