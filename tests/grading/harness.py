@@ -661,7 +661,9 @@ class PyftpdlibServer:
         class Handler(FTPHandler):
             proto_cmds = dict(FTPHandler.proto_cmds, HASH=dict(
                 perm="r", auth=True, arg=True, help="Syntax: HASH <SP> file-name"))
-            _extra_feats = ["HASH SHA-256*"]
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self._extra_feats = [*self._extra_feats, "HASH SHA-256*"]
 
             def ftp_HASH(self, path):
                 try:
@@ -679,7 +681,13 @@ class PyftpdlibServer:
         Handler.timeout = 30
         import logging
         logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-        self.server = ThreadedFTPServer(("127.0.0.1", 0), Handler)
+        from pyftpdlib.ioloop import IOLoop
+        # An IOLoop of its own: the default is a process-wide singleton, which
+        # close_all() closes for every later server in this process.
+        self.server = ThreadedFTPServer(("127.0.0.1", 0), Handler, ioloop=IOLoop())
+        # ThreadedFTPServer's stop flag is one Event shared by every instance: a
+        # stopped server would stop the next one's sessions. Give it its own.
+        self.server._exit = threading.Event()
         self.host, self.port = self.server.address[:2]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"timeout": 0.05},
                                        daemon=True)

@@ -104,8 +104,12 @@ def _transfer(control, verb: str, arg: str, upload: bytes | None = None) -> byte
     else:
         received = read_to_eof(data, f"{verb} {arg}: the data until the server closes the data connection")
         data.close()
-    control.command_reply = control.reply(f"the final reply to {verb} {arg}")
-    expect_equal(control.command_reply.code, 226, f"the final reply to {verb} {arg}")
+        if verb in ("LIST", "NLST"):
+            expect(len(received) > 0, f"{verb}: the listing arrives on the data connection",
+                   "the listing's lines", "0 bytes: the data connection carried nothing",
+                   "the listing travels on the data connection; the control channel carries only replies")
+    final = control.reply(f"the final reply to {verb} {arg}")
+    expect_equal(final.code, 226, f"the final reply to {verb} {arg}")
     return received
 
 
@@ -121,11 +125,7 @@ def test_server_two_channel_design(files, student_server, probe, steps):
             ("NLST", "docs", None), ("RETR", "notes.txt", None)]
     for verb, arg, upload in plan:
         received = _transfer(control, verb, arg, upload)
-        if verb in ("LIST", "NLST"):
-            expect(len(received) > 0, f"{verb}: the listing arrives on the data connection",
-                   "the listing's lines", "0 bytes: the data connection carried nothing",
-                   "the listing travels on the data connection; the control channel carries only replies")
-        elif verb == "RETR":
+        if verb == "RETR":
             expect_same_bytes(received, content[arg], f"RETR {arg}: the bytes on the data connection")
     control.command("QUIT", 221)
     trace = Trace.load(server.trace_path).wait_for(
@@ -190,7 +190,7 @@ def test_server_two_channel_design(files, student_server, probe, steps):
 def _call(what: str, hint: str, function, *args):
     try:
         return function(*args)
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, ValueError) as err:
         raise GradingFailure(what, "success", f"{type(err).__name__}: {err}", hint) from None
     except Exception as err:
         if type(err).__name__ in ("FtpError", "ConnectionLost"):
@@ -256,8 +256,13 @@ def test_client_two_channel_design(files, workdir, reference_server, student_cli
     server = reference_server(root)
     client = student_client(server.address)
     local = workdir / "one.bin"
-    steps.note("client.get('binary.bin'); client.put(...); client.listing(); client.command('NOOP')")
+    steps.note("client.get('binary.bin'); client.command('NOOP')")
     _call("client.get('binary.bin')", TRANSFER_HINT, client.get, "binary.bin", str(local))
+    reply = client.command("NOOP")
+    expect_equal(str(reply)[:3], "200", "after a get, the reply to NOOP is NOOP's own 200",
+                 "a transfer ends with a 226 on the control channel: read it before returning, or the "
+                 "next command gets that old reply and every reply after it is one behind")
+    steps.note("client.put(...); client.listing(); client.command('NOOP')")
     _call("client.put('one.bin', 'two.bin')", TRANSFER_HINT, client.put, str(local), "two.bin")
     _call("client.listing()", TRANSFER_HINT, client.listing, "")
     reply = client.command("NOOP")

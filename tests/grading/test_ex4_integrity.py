@@ -93,7 +93,7 @@ def test_server_errors_cost_one_command_not_the_session(files, student_server, p
     control.command("RETR notes.txt", 150)
     expect_equal(read_to_eof(data, "RETR notes.txt after the errors"), content["notes.txt"],
                  "a transfer after the errors")
-    control.command_reply = control.reply()
+    control.reply("the 226 after RETR notes.txt")
 
 
 @ex4

@@ -1,0 +1,271 @@
+"""Meta-tests of the student lab: the generator, the release, and the grader
+itself, run on the untouched starter, on the solutions, and on solutions
+with planted bugs (tests/grading/bugs/bugs.toml).
+
+Each grading runs the real grader in its own process, as an instructor
+would (``pytest tests/grading --impl ... --gradescope results.json``); the
+gradings run a few at a time, once per session of this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from solutions import generate, release
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUGS = tomllib.loads((REPO_ROOT / "tests/grading/bugs/bugs.toml").read_text(encoding="utf-8"))["bug"]
+EXERCISES = ["ex1", "ex2", "ex3", "ex4", "ex5", "ex6"]
+STARTER_LIMIT = 60.0         # seconds: grading the untouched starter must finish within this
+GRADING_TIMEOUT = 150.0      # seconds any one grading may take before it counts as a hang
+
+
+# --- the generator --------------------------------------------------------------
+
+def test_lab_is_what_the_generator_makes():
+    problems = generate.drift()
+    assert not problems, ("lab/ differs from what `python -m solutions.generate` makes "
+                          "(lab/ is never edited by hand; run the generator):\n" + "\n".join(problems))
+
+
+def test_every_region_becomes_a_stub_naming_its_exercise():
+    for path in generate.solution_modules():
+        regions = generate.find_regions(path.name, path.read_text(encoding="utf-8"))
+        lab = (REPO_ROOT / "lab" / path.name).read_text(encoding="utf-8")
+        assert "### BEGIN SOLUTION" not in lab and "### END SOLUTION" not in lab, path.name
+        for region in regions:
+            key = (path.name, region.exercise, region.function.rsplit(".", 1)[-1])
+            stub = f"raise NotImplementedError({f'{region.exercise}: {region.hint}'!r})"
+            if key in generate.GIVEN:
+                continue
+            if key in generate.STARTER:
+                assert f"# {region.exercise}: {region.hint}" in lab, (path.name, region.function)
+            else:
+                assert f"{region.indent}{stub}\n" in lab, (path.name, region.function, stub)
+
+
+def test_generator_refuses_broken_markers():
+    with pytest.raises(generate.MarkerError, match="never ended"):
+        generate.find_regions("x.py", "def f():\n    ### BEGIN SOLUTION ex1: do it\n    pass\n")
+    with pytest.raises(generate.MarkerError, match="exercise and a hint"):
+        generate.find_regions("x.py", "def f():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION\n")
+    with pytest.raises(generate.MarkerError, match="without BEGIN"):
+        generate.find_regions("x.py", "def f():\n    pass\n    ### END SOLUTION\n")
+
+
+def test_check_mode_reports_drift(tmp_path):
+    lab = tmp_path / "lab"
+    generate.write(lab=lab)
+    assert generate.drift(lab=lab) == []
+    (lab / "helper.py").write_text((lab / "helper.py").read_text() + "# edited by hand\n")
+    (lab / "extra.py").write_text("")
+    problems = "\n".join(generate.drift(lab=lab))
+    assert "edited by hand" in problems and "extra.py" in problems
+
+
+def test_starter_server_answers_502_for_a_stub_and_keeps_serving(tmp_path):
+    """A lab with exercise 1 done: PASV hits exercise 2's stub."""
+    generate.write(lab=tmp_path / "labx", package="labx", keep=frozenset({"ex1"}))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO_ROOT)]))
+    server = subprocess.Popen([sys.executable, "-m", "labx.server", "--root", str(tmp_path), "0"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        import socket
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as control:
+            control.sendall(b"USER a\r\nPASS b\r\nPASV\r\nNOOP\r\nQUIT\r\n")
+            received = b""
+            while b"221" not in received:
+                chunk = control.recv(4096)
+                assert chunk, received
+                received += chunk
+        lines = received.decode().splitlines()
+        assert lines[3].startswith("502 ex2: ") and lines[3].endswith(": not implemented yet"), lines
+        assert lines[4].startswith("200") and lines[5].startswith("221"), lines
+    finally:
+        server.terminate()
+        server.wait(timeout=5)
+        server.stdout.close()
+        server.stderr.close()
+
+
+# --- the release ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def student_release(tmp_path_factory) -> Path:
+    destination = tmp_path_factory.mktemp("release") / "ftpkit"
+    release.release(destination)
+    return destination
+
+
+def test_release_leaves_out_solutions_and_hidden_tests(student_release):
+    files = {p.relative_to(student_release).as_posix() for p in student_release.rglob("*") if p.is_file()}
+    assert not [f for f in files if f.startswith(("solutions/", "tests/grading/hidden/", "tests/grading/bugs/"))]
+    assert "tests/test_lab_meta.py" not in files
+    assert {"lab/server.py", "lab/README.md", "conftest.py", "tests/grading/plugin.py"} <= files
+    for name in files:
+        if name.startswith("tests/test_") and name.endswith(".py"):
+            assert "solutions" not in (student_release / name).read_text(), name
+
+
+# --- gradings, run in a small pool of processes -------------------------------------------
+
+@dataclass
+class Grading:
+    label: str
+    results: dict
+    seconds: float
+    returncode: int
+    output: str
+
+    def test(self, name: str) -> dict:
+        for test in self.results.get("tests", []):
+            if test["extra_data"]["nodeid"].split("::")[-1] == name:
+                return test
+        raise AssertionError(f"{self.label}: no graded test named {name}:\n{self.output[-3000:]}")
+
+    def by_exercise(self) -> dict[str, tuple[float, float]]:
+        table: dict[str, list[float]] = {}
+        for test in self.results.get("tests", []):
+            row = table.setdefault(test["tags"][0], [0.0, 0.0])
+            row[0] += test["score"]
+            row[1] += test["max_score"]
+        return {ex: (round(a, 3), round(b, 3)) for ex, (a, b) in table.items()}
+
+
+def grade(label: str, impl: str, workdir: Path, *selection: str, cwd: Path = REPO_ROOT) -> Grading:
+    results = workdir / f"{label}.json"
+    # Only the plugins the grader needs: the kit's other pytest plugins (notebooks,
+    # benchmarks, hypothesis) take seconds to import and grade nothing.
+    command = [sys.executable, "-m", "pytest", "tests/grading", "-p", "no:cacheprovider", "-p", "pytest_timeout", "-q",
+               "--gradescope", str(results), *(["--impl", impl] if impl else []), *selection]
+    started = time.monotonic()
+    try:
+        run = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=GRADING_TIMEOUT,
+                             env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
+        returncode, output = run.returncode, run.stdout + run.stderr
+    except subprocess.TimeoutExpired as hung:
+        returncode, output = -1, f"the grading hung for {GRADING_TIMEOUT} s\n{hung.stdout or ''}"
+    seconds = time.monotonic() - started
+    document = json.loads(results.read_text()) if results.exists() else {}
+    return Grading(label, document, seconds, returncode, output)
+
+
+def bug_package(bug: dict, parent: Path) -> Path:
+    """A copy of solutions/ as package bug_<name>, with the bug applied."""
+    package = parent / f"bug_{bug['name']}"
+    package.mkdir(parents=True)
+    for path in generate.solution_modules():
+        text = re.sub(r"\bsolutions\b", package.name, path.read_text(encoding="utf-8"))
+        if path.name == bug["file"]:
+            count = text.count(bug["old"])
+            assert count == 1, f"bug {bug['name']}: its `old` text occurs {count} times in solutions/{bug['file']}"
+            text = text.replace(bug["old"], bug["new"])
+        (package / path.name).write_text(text, encoding="utf-8")
+    return package
+
+
+def only_stubbed(exercise: str, parent: Path) -> Path:
+    """A lab in which every exercise but one is solved."""
+    package = parent / f"only_{exercise}"
+    generate.write(lab=package, package=package.name, keep=frozenset(set(EXERCISES) - {exercise}))
+    return package
+
+
+@pytest.fixture(scope="module")
+def gradings(tmp_path_factory, student_release) -> dict[str, Grading]:
+    workdir = tmp_path_factory.mktemp("gradings")
+    jobs = {
+        "starter": ("lab", ()),
+        "solutions": ("solutions", ()),
+    }
+    for bug in BUGS:
+        jobs[f"bug {bug['name']}"] = (str(bug_package(bug, workdir / "bugs")), ("-m", bug["exercise"]))
+    for exercise in EXERCISES:
+        jobs[f"only {exercise}"] = (str(only_stubbed(exercise, workdir / "partial")), ("-m", exercise))
+    # A student who finished everything, graded in the release: solutions copied over lab/.
+    finished = student_release / "lab"
+    for path in generate.solution_modules():
+        shutil.copy2(path, finished / path.name)
+    jobs["release"] = ("", ())
+
+    def run(item):
+        label, (impl, selection) = item
+        cwd = student_release if label == "release" else REPO_ROOT
+        return label, grade(label.replace(" ", "_"), impl, workdir, *selection, cwd=cwd)
+
+    # Two gradings per core: most of a grading's time is waiting on sockets.
+    with ThreadPoolExecutor(max_workers=max(2, 2 * (os.cpu_count() or 1))) as pool:
+        # The starter first, so its time is measured while the pool is least busy.
+        order = sorted(jobs.items(), key=lambda item: item[0] != "starter")
+        return dict(pool.map(run, order))
+
+
+def _no_harness_error(grading: Grading) -> None:
+    assert grading.returncode in (0, 1), \
+        f"{grading.label}: the grader itself failed (exit status {grading.returncode}):\n{grading.output[-4000:]}"
+    assert "INTERNALERROR" not in grading.output and "ERROR collecting" not in grading.output, grading.output[-4000:]
+    assert grading.results.get("tests"), f"{grading.label}: no results.json:\n{grading.output[-4000:]}"
+
+
+def test_starter_scores_zero_quickly_without_harness_errors(gradings):
+    starter = gradings["starter"]
+    _no_harness_error(starter)
+    assert starter.seconds < STARTER_LIMIT, f"grading the starter took {starter.seconds:.1f} s"
+    by_exercise = starter.by_exercise()
+    assert set(by_exercise) == set(EXERCISES)
+    assert all(score == 0 for score, _ in by_exercise.values()), by_exercise
+    statuses = {t["extra_data"]["outcome"] for t in starter.results["tests"]}
+    assert statuses == {"failed"}, f"every test fails in its own body (no setup errors, no skips): {statuses}"
+    hangs = [t["name"] for t in starter.results["tests"] if "Timeout" in t["output"] or "within" in t["output"]
+             and "still waiting" in t["output"]]
+    assert not hangs, f"starter tests that hung until their timeout: {hangs}"
+
+
+def test_solutions_score_full_marks(gradings):
+    solutions = gradings["solutions"]
+    _no_harness_error(solutions)
+    failed = [t["name"] + "\n" + t["output"] for t in solutions.results["tests"] if t["status"] != "passed"]
+    assert not failed, "\n\n".join(failed)
+    assert solutions.results["score"] == sum(t["max_score"] for t in solutions.results["tests"])
+    main = sum(t["max_score"] for t in solutions.results["tests"] if t["tags"] != ["ex6"])
+    assert main == 100, f"the main exercises are worth {main} points, not 100"
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_each_exercise_needs_its_own_code(gradings, exercise):
+    """With every exercise solved but one, that one scores 0."""
+    grading = gradings[f"only {exercise}"]
+    _no_harness_error(grading)
+    assert grading.by_exercise() == {exercise: (0, grading.by_exercise()[exercise][1])}, grading.by_exercise()
+
+
+@pytest.mark.parametrize("bug", BUGS, ids=[bug["name"] for bug in BUGS])
+def test_planted_bug_is_caught(gradings, bug):
+    grading = gradings[f"bug {bug['name']}"]
+    _no_harness_error(grading)
+    test = grading.test(bug["caught_by"])
+    assert test["status"] == "failed", f"{bug['description']}: {bug['caught_by']} passed"
+    assert bug["message"].lower() in test["output"].lower(), \
+        f"{bug['caught_by']} failed, but its message does not say {bug['message']!r}:\n{test['output']}"
+
+
+def test_release_grades_a_finished_lab_with_full_marks(gradings):
+    grading = gradings["release"]
+    _no_harness_error(grading)
+    failed = [t["name"] + "\n" + t["output"] for t in grading.results["tests"] if t["status"] != "passed"]
+    assert not failed, "\n\n".join(failed)
+    assert "Implementation under test: lab" in grading.results["output"]
+    assert not any("hidden" in t["extra_data"]["nodeid"] for t in grading.results["tests"])
