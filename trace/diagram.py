@@ -392,7 +392,7 @@ def _since(session: Session, t: float | None) -> str:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    return f"{n} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 def _connections_table(session: Session, connections, narrow: bool = False) -> Table:
