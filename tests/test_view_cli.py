@@ -369,3 +369,11 @@ def test_follow_waits_for_the_log_and_follows_a_new_one(capsys, tmp_path):
     assert err.splitlines() == [f"{live}: waiting for the log to appear",
                                 f"{live}: replaced by a new log; following that"]
     assert "RETR a.bin" in out and "STOR up.txt" in out
+
+
+def test_replay_speed_is_optional(capsys, log):
+    _, plain, _ = view(capsys, log)
+    status, replayed, _ = view(capsys, "--replay", log)
+    assert status == 0 and replayed == plain
+    status, _, err = view(capsys, "--replay", "2")
+    assert status == 2 and "LOG" in err

@@ -47,7 +47,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m trace.view",
         description="Show a traced session as a two-channel sequence diagram.")
-    parser.add_argument("logs", nargs="+", metavar="LOG",
+    parser.add_argument("logs", nargs="*", metavar="LOG",
                         help="trace logs to merge ('-' for standard input)")
     parser.add_argument("--channel", choices=("control", "data"),
                         help="show only this channel")
@@ -62,7 +62,7 @@ def parse_args(argv):
                         help="with --follow: stop after this long without new lines")
     parser.add_argument("--step", action="store_true",
                         help="one row per Enter, q to quit (for teaching)")
-    parser.add_argument("--replay", type=float, nargs="?", const=1.0, metavar="SPEED",
+    parser.add_argument("--replay", nargs="?", const="1", metavar="SPEED",
                         help="play back at the recorded pace, times SPEED (default 1)")
     parser.add_argument("--export", metavar="FILE",
                         help="also save the output as .svg, .html or .txt")
@@ -71,6 +71,16 @@ def parse_args(argv):
     parser.add_argument("--json", action="store_true",
                         help="print the (filtered) events as JSON Lines instead")
     args = parser.parse_args(argv)
+    if args.replay is not None:
+        # "--replay session.log": the optional SPEED was left out, and what
+        # argparse took for it is a log.
+        try:
+            args.replay = float(args.replay)
+        except ValueError:
+            args.logs.insert(0, args.replay)
+            args.replay = 1.0
+    if not args.logs:
+        parser.error("give at least one LOG ('-' for standard input)")
     if args.export and Path(args.export).suffix.lower() not in EXPORT_FORMATS:
         parser.error(f"--export: the file must end in {', '.join(EXPORT_FORMATS)}")
     if args.follow and len(args.logs) > 1:
