@@ -377,3 +377,16 @@ def test_replay_speed_is_optional(capsys, log):
     assert status == 0 and replayed == plain
     status, _, err = view(capsys, "--replay", "2")
     assert status == 2 and "LOG" in err
+
+
+def test_pcap_shows_the_segments_under_the_events(capsys):
+    samples = REPO_ROOT / "trace" / "samples"
+    status, out, err = view(capsys, samples / "session.log", "--pcap", samples / "capture.pcap")
+    assert status == 0, err
+    assert "SYN" in out and "RETR" in out and "Connections" in out
+
+
+def test_pcap_that_is_not_a_capture(capsys, log):
+    status, _, err = view(capsys, log, "--pcap", log)
+    assert status == 2
+    assert_one_clear_line(err, str(log))

@@ -7,6 +7,7 @@
     python -m trace.view --step session.log          # one row per Enter (q quits)
     python -m trace.view --replay 0.5 session.log    # at half the recorded pace
     python -m trace.view --export talk.svg session.log
+    python -m trace.view session.log --pcap capture.pcap   # with the TCP segments
 
 This module is the command line only: it reads the logs (reporting bad
 lines as ``FILE:LINE: what is wrong`` on stderr and carrying on), feeds the
@@ -70,6 +71,9 @@ def parse_args(argv):
     parser.add_argument("--no-color", action="store_true", help="no colours")
     parser.add_argument("--json", action="store_true",
                         help="print the (filtered) events as JSON Lines instead")
+    parser.add_argument("--pcap", metavar="CAPTURE",
+                        help="instead of the diagram, the events with the captured TCP "
+                             "segments under them (trace.segments)")
     args = parser.parse_args(argv)
     if args.replay is not None:
         # "--replay session.log": the optional SPEED was left out, and what
@@ -85,6 +89,8 @@ def parse_args(argv):
         parser.error(f"--export: the file must end in {', '.join(EXPORT_FORMATS)}")
     if args.follow and len(args.logs) > 1:
         parser.error("--follow takes one log")
+    if args.pcap and (args.follow or args.step or args.replay is not None or args.json):
+        parser.error("--pcap shows a finished log: not with --follow, --step, --replay or --json")
     if args.json and args.export:
         parser.error("--export saves the diagram and summary; --json prints events instead")
     if args.step and "-" in args.logs:
@@ -312,6 +318,8 @@ class View:
 
     def run(self) -> int:
         args = self.args
+        if args.pcap:
+            return self.run_with_capture()
         draw = not (args.summary or args.json)
         if draw:
             self.painter = Painter(self.console.width, None, verbose=args.verbose,
@@ -345,6 +353,32 @@ class View:
             return 2
         if not args.json:
             self.console.print(summary(self.session, channel=args.channel, conn=args.conn))
+        self.export()
+        return 0
+
+    def run_with_capture(self) -> int:
+        """--pcap: the trace beside the capture, as ``python -m trace.segments`` shows it.
+
+        Joining the two needs the whole trace at once, so this mode does
+        not stream; the diagram does.
+        """
+        from .correlate import CaptureFileError
+        from .segments import render_with_segments
+        events = []
+        for event in self.events():
+            self.session.feed(event)
+            if not self.session.last_rejected:
+                events.append(event)
+        self.session.finish()
+        if self.session.events_used == 0:
+            return 2
+        try:
+            shown = render_with_segments(events, self.args.pcap)
+        except CaptureFileError as err:
+            print(err, file=sys.stderr)
+            return 2
+        self.console.print(shown)
+        self.console.print(summary(self.session))
         self.export()
         return 0
 
