@@ -193,3 +193,18 @@ def test_validator_command_line(traced_session):
     result = subprocess.run([sys.executable, "-m", "trace.schema", str(bad)], cwd=REPO_ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 1 and "channel must be one of" in result.stdout
+
+
+def test_reader_reports_an_event_it_cannot_place_in_time(tmp_path):
+    log = tmp_path / "odd.log"
+    log.write_text('{"type":"error","t":"soon","seq":0,"role":"server","pid":1,"message":"x"}\n'
+                   '{"type":"error","t":2.0,"seq":1,"role":"server","pid":1,"message":"y"}\n')
+    problems = []
+    assert [e.message for e in trace.load(log, on_problem=problems.append)] == ["y"]
+    assert [(p.lineno, "'t'" in p.message) for p in problems] == [(1, True)]
+
+
+def test_a_listing_is_recorded_from_start_to_end(traced_session):
+    _, events = traced_session
+    ends = [e for e in events if e.type == "transfer_end" and e.role == "client" and e.command == "LIST"]
+    assert len(ends) == 1 and ends[0].verdict == "ok" and ends[0].path == "." and ends[0].bytes > 0

@@ -129,6 +129,10 @@ def _parse_lines(source: str, stream, on_problem: Problem) -> Iterator[Event]:
         if not isinstance(event, Event) or not isinstance(event.get("type"), str):
             on_problem(TraceError(source, lineno, "line is not a trace event (no \"type\")"))
             continue
+        if not _orderable(event):
+            on_problem(TraceError(source, lineno, f"{event['type']} event has no valid "
+                                                  "'t', 'pid' or 'seq'"))
+            continue
         if event["type"] == "header":
             _check_header(source, lineno, event, on_problem)
         event.source, event.lineno = source, lineno
@@ -149,25 +153,38 @@ def _check_header(source: str, lineno: int, header: Event, on_problem: Problem) 
                                                "update the kit"))
 
 
-def _sort_key(event: Event):
+def _orderable(event: Event) -> bool:
+    """Merging sorts by (t, pid, seq): they must be numbers to compare."""
+    return (isinstance(event.get("t", 0.0), (int, float)) and isinstance(event.get("pid", 0), int)
+            and isinstance(event.get("seq", 0), int))
+
+
+def time_order_key(event: Event):
+    """Events sort by time; equal times by process, then by its sequence."""
     return (event.get("t", 0.0), event.get("pid", 0), event.get("seq", 0))
 
 
-def _reordered(events: Iterable[Event], window: int = REORDER_WINDOW) -> Iterator[Event]:
+def in_time_order(events: Iterable[Event], window: int = REORDER_WINDOW) -> Iterator[Event]:
+    """The events of one log in time order, holding at most ``window`` of them."""
     heap: list = []
     for n, event in enumerate(events):
-        heapq.heappush(heap, (_sort_key(event), n, event))
+        heapq.heappush(heap, (time_order_key(event), n, event))
         if len(heap) > window:
             yield heapq.heappop(heap)[2]
     while heap:
         yield heapq.heappop(heap)[2]
 
 
+def merge(streams: list[Iterable[Event]]) -> Iterator[Event]:
+    """Merge several logs' event streams (each from read_log) in time order."""
+    ordered = [in_time_order(stream) for stream in streams]
+    if len(ordered) == 1:
+        return ordered[0]
+    return heapq.merge(*ordered, key=time_order_key)
+
+
 def load(*paths, on_problem: Problem = _raise) -> Iterator[Event]:
     """Yield the events of one or more logs, merged in time order."""
     if len(paths) == 1 and isinstance(paths[0], (list, tuple)):
         paths = tuple(paths[0])
-    streams = [_reordered(read_log(p, on_problem)) for p in paths]
-    if len(streams) == 1:
-        return streams[0]
-    return heapq.merge(*streams, key=_sort_key)
+    return merge([read_log(p, on_problem) for p in paths])

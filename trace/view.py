@@ -19,7 +19,6 @@ Exit status: 0 when something was shown, 2 when nothing usable was read.
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import os
 import sys
@@ -33,7 +32,7 @@ from .model import KNOWN_EVENTS, Session
 from .reader import TraceError, read_log
 # The reader's reordering window and merge key: logs are merged exactly as
 # trace.load() merges them. (load() itself cannot take our line counter.)
-from .reader import _reordered, _sort_key
+from .reader import merge
 
 EXPORT_FORMATS = (".svg", ".html", ".txt")
 POLL_SECONDS = 0.1          # how often --follow looks for new lines
@@ -257,10 +256,6 @@ def events_of(path: str, problems: Problems, *, follow=False, idle_limit=None, o
                          owned=path != "-", path=path if follow else None)
         last_good = 0
         for event in read_log(path, problems, stream=lines):
-            if not _orderable(event):
-                problems(TraceError(source, event.lineno,
-                                    f"{event['type']} event has no valid 't', 'pid' or 'seq'"))
-                continue
             last_good = event.lineno
             yield event
         if lines.cut_off and last_good != lines.count:
@@ -283,19 +278,9 @@ def _wait_for(path: str, idle_limit: float | None) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def _orderable(event) -> bool:
-    """Merging sorts by (t, pid, seq): they must be numbers to compare."""
-    number = (int, float)
-    return (isinstance(event.get("t", 0.0), number) and isinstance(event.get("pid", 0), int)
-            and isinstance(event.get("seq", 0), int))
-
-
 def merged_events(paths, problems: Problems):
     """The events of several logs, merged in time order as ``trace.load`` does."""
-    streams = [_reordered(events_of(path, problems)) for path in paths]
-    if len(streams) == 1:
-        return streams[0]
-    return heapq.merge(*streams, key=_sort_key)
+    return merge([events_of(path, problems) for path in paths])
 
 
 # --- showing them ------------------------------------------------------------------------
