@@ -188,11 +188,7 @@ class Shell(cmd.Cmd):
     def _report(self, result: TransferResult, verb: str, local: str, remote: str) -> None:
         self.say(f"{result.bytes} bytes {verb} in {result.seconds:.3f} s ({_rate(result.rate)})")
         verdict = self.client.verify(local, remote)
-        trace.event("transfer_end", command=result.command, path=remote,
-                    direction="download" if result.command == "RETR" else "upload",
-                    conn=result.data_conn, control=getattr(self.client.control, "conn", None),
-                    bytes=result.bytes, duration=round(result.seconds, 6),
-                    sha256=verdict.local if verdict.method == "HASH" else None, verdict=verdict.name)
+        self.client.record_end(result, verdict.name, verdict.local if verdict.method == "HASH" else None)
         self.say(_describe(verdict))
         if verdict.ok is False:
             self.failures += 1

@@ -44,6 +44,7 @@ class ConnectionLost(Exception):
 class TransferResult:
     command: str
     path: str
+    direction: str                   # "download", "upload" or "listing"
     bytes: int
     seconds: float
     replies: list[Reply]
@@ -162,14 +163,14 @@ class FtpClient:
         replies = []
         data_end = self.prepare_data_channel()
         started = time.monotonic()
-        trace.event("transfer_start", command=verb, path=arg, direction=direction,
+        trace.event("transfer_start", command=verb, path=arg or ".", direction=direction,
                     control=getattr(self.control, "conn", None))
         data = None
         moved = 0
         try:
             raise NotImplementedError('ex3: passive: connect first; send the command, expect 1xx; active: accept; move bytes; close; expect 226')
         except BaseException as failure:
-            trace.event("transfer_end", command=verb, path=arg, direction=direction,
+            trace.event("transfer_end", command=verb, path=arg or ".", direction=direction,
                         conn=getattr(data, "conn", None), control=getattr(self.control, "conn", None),
                         bytes=moved, duration=round(time.monotonic() - started, 6), sha256=None,
                         verdict="aborted")
@@ -180,8 +181,16 @@ class FtpClient:
             data_end.close()
             if data is not None:
                 data.close()
-        return TransferResult(verb, arg, moved, time.monotonic() - started, replies,
+        return TransferResult(verb, arg, direction, moved, time.monotonic() - started, replies,
                               getattr(data, "conn", None))
+
+    def record_end(self, result: TransferResult, verdict: str, sha256: str | None = None) -> None:
+        """Put a finished transfer in the trace, with the verdict of its check
+        (a listing is not checked: "ok")."""
+        trace.event("transfer_end", command=result.command, path=result.path or ".",
+                    direction=result.direction, conn=result.data_conn,
+                    control=getattr(self.control, "conn", None), bytes=result.bytes,
+                    duration=round(result.seconds, 6), sha256=sha256, verdict=verdict)
 
     def _collect_final_reply(self, verb: str, replies: list[Reply], data, failure: Exception) -> None:
         """After this side's end of a transfer failed (a reset, a full disk),
@@ -235,7 +244,8 @@ class FtpClient:
             chunks.append(helper.receive_all(data))
             return len(chunks[0])
 
-        self.transfer("NLST" if names_only else "LIST", path, collect, "listing")
+        result = self.transfer("NLST" if names_only else "LIST", path, collect, "listing")
+        self.record_end(result, "ok")
         return chunks[0].decode("utf-8", "replace")
 
     def size(self, path: str) -> int:

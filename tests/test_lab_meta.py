@@ -114,7 +114,8 @@ def test_release_leaves_out_solutions_and_hidden_tests(student_release):
     files = {p.relative_to(student_release).as_posix() for p in student_release.rglob("*") if p.is_file()}
     assert not [f for f in files if f.startswith(("solutions/", "tests/grading/hidden/", "tests/grading/bugs/"))]
     assert "tests/test_lab_meta.py" not in files
-    assert {"lab/server.py", "lab/README.md", "conftest.py", "tests/grading/plugin.py"} <= files
+    assert {"lab/server.py", "lab/README.md", "conftest.py", "tests/grading/plugin.py",
+            ".github/workflows/classroom.yml"} <= files
     for name in files:
         if name.startswith("tests/test_") and name.endswith(".py"):
             assert "solutions" not in (student_release / name).read_text(), name
@@ -269,3 +270,66 @@ def test_release_grades_a_finished_lab_with_full_marks(gradings):
     assert not failed, "\n\n".join(failed)
     assert "Implementation under test: lab" in grading.results["output"]
     assert not any("hidden" in t["extra_data"]["nodeid"] for t in grading.results["tests"])
+
+
+# --- the grader's accounting ------------------------------------------------------------
+
+SYNTHETIC = """
+import time
+import pytest
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("a fixture that fails")
+
+@pytest.mark.ex1
+@pytest.mark.points(2)
+def test_passes():
+    pass
+
+@pytest.mark.ex1
+@pytest.mark.points(3)
+def test_skipped():
+    pytest.skip("not today")
+
+@pytest.mark.ex2
+@pytest.mark.points(4)
+def test_errors(broken):
+    pass
+
+@pytest.mark.ex2
+@pytest.mark.points(5)
+@pytest.mark.timeout(1)
+def test_hangs():
+    time.sleep(30)
+
+@pytest.mark.ex2
+@pytest.mark.points(6)
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_shared(n):
+    assert n != 3
+"""
+
+
+def test_skips_errors_and_timeouts_count_zero_but_stay_in_the_total(tmp_path):
+    (tmp_path / "test_synthetic.py").write_text(SYNTHETIC)
+    results = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_synthetic.py"), "-q",
+                          "-p", "no:cacheprovider", "-p", "pytest_timeout", "-p", "tests.grading.plugin",
+                          "-p", "tests.grading.fixtures", "--gradescope", str(results)],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
+    document = json.loads(results.read_text())
+    tests = {t["extra_data"]["nodeid"].split("::")[-1]: t for t in document["tests"]}
+    assert {name: (t["score"], t["max_score"], t["extra_data"]["outcome"]) for name, t in tests.items()} == {
+        "test_passes": (2, 2, "passed"),
+        "test_skipped": (0, 3, "skipped"),
+        "test_errors": (0, 4, "error"),
+        "test_hangs": (0, 5, "failed"),
+        "test_shared[1]": (2, 2, "passed"),
+        "test_shared[2]": (2, 2, "passed"),
+        "test_shared[3]": (0, 2, "failed"),
+    }, run.stdout
+    assert document["score"] == 6
+    assert "still waiting after 1 s" in tests["test_hangs"]["output"]
+    assert "total" in run.stdout and "6 / 20" in run.stdout.replace("  ", " ").replace("  ", " "), run.stdout

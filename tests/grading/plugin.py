@@ -78,8 +78,13 @@ def pytest_configure(config):
     config._ftpkit_started = time.monotonic()
 
 
-def is_graded(item) -> bool:
+def in_grading_dir(item) -> bool:
     return GRADING_DIR in Path(str(item.fspath)).resolve().parents
+
+
+def is_graded(item) -> bool:
+    """A test under tests/grading/, or any test marked with an exercise."""
+    return in_grading_dir(item) or exercise_of(item) is not None
 
 
 def exercise_of(item) -> str | None:
