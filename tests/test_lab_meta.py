@@ -92,7 +92,7 @@ def test_starter_server_answers_502_for_a_stub_and_keeps_serving(tmp_path):
                 assert chunk, received
                 received += chunk
         lines = received.decode().splitlines()
-        assert lines[3].startswith("502 ex2: ") and lines[3].endswith(": not implemented yet"), lines
+        assert lines[3].startswith("502 ex2") and "not implemented yet" in lines[3], lines
         assert lines[4].startswith("200") and lines[5].startswith("221"), lines
     finally:
         server.terminate()
