@@ -56,18 +56,6 @@ HEADER = ("# ftpkit lab: starter code generated from the reference solution by\n
           "# `python -m solutions.generate`. Replace each `raise NotImplementedError(...)`\n"
           "# with your code; lab/README.md says what each exercise asks for.\n")
 
-# Regions the starter keeps as written: the socket primitives of helper.py.
-# The control channel needs them from day one (the server must listen and
-# accept, the client connect, before exercise 1 can run at all), so a stub
-# here would leave the whole starter dead until exercise 2. Exercise 2 is
-# still about them: its regions in datachannel.py use them for the data
-# channel. Keyed by (module, exercise, function).
-GIVEN = {
-    ("helper.py", "ex2", "listen"),
-    ("helper.py", "ex2", "connect"),
-    ("helper.py", "ex2", "accept"),
-}
-
 # Regions whose starter is a simpler working version instead of a raising
 # stub, because the rest of the program runs through them: without a loop
 # that serves clients, and counters that count, no earlier exercise could be
@@ -170,7 +158,7 @@ def starter_module(module: str, text: str, package: str, keep: frozenset[str] = 
     for region in regions:
         out.extend(lines[position:region.begin - 1])
         key = _key(region)
-        if region.exercise in keep or key in GIVEN:
+        if region.exercise in keep:
             out.extend(lines[region.begin:region.end - 1])
         elif key in STARTER:
             body = STARTER[key].format(hint=region.hint)
@@ -203,13 +191,12 @@ def generate(solutions: Path = SOLUTIONS, package: str = "lab",
     used: set = set()
     for path in solution_modules(solutions):
         files[path.name] = starter_module(path.name, path.read_text(encoding="utf-8"), package, keep, used)
-    # A GIVEN entry may match nothing (its markers were removed from the
-    # solutions, which is what it stands in for); a STARTER entry must match.
+    # Every STARTER entry must still match a region of the solutions.
     unmatched = set(STARTER) - used
     if unmatched and solutions == SOLUTIONS:
         raise MarkerError("generate.py names regions that the solutions no longer have: "
                           + ", ".join("/".join(k) for k in sorted(unmatched))
-                          + " (update GIVEN / STARTER in solutions/generate.py)")
+                          + " (update STARTER in solutions/generate.py)")
     return files
 
 
@@ -230,8 +217,6 @@ BLOCK = re.compile(r"(<!-- BEGIN GENERATED (ex\d+) -->\n).*?(<!-- END GENERATED 
 def handout_block(regions: list[Region]) -> str:
     lines = []
     for region in regions:
-        if _key(region) in GIVEN:
-            continue
         given = " (the starter has a simple version to replace)" if _key(region) in STARTER else ""
         lines.append(f"- `lab/{region.module}` `{region.function}`: {region.hint}{given}\n")
     return "".join(lines)

@@ -36,7 +36,6 @@ Progress = Callable[[int], None]
 def listen(host: str, port: int, channel: str, backlog: int = 64):
     """A socket listening on (host, port); port 0 lets the OS choose."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    ### BEGIN SOLUTION ex2: create a TCP socket, bind it to (host, port), listen
     sock = socket.socket(family, socket.SOCK_STREAM)
     if channel == "control" and os.name != "nt":
         # Let a restarted server reuse its port at once instead of waiting out
@@ -48,15 +47,12 @@ def listen(host: str, port: int, channel: str, backlog: int = 64):
     except OSError:
         sock.close()
         raise
-    ### END SOLUTION
     return trace.listening(sock, channel)
 
 
 def connect(address: tuple[str, int], channel: str, timeout: float | None = 30):
     """A connected TCP socket to ``address``."""
-    ### BEGIN SOLUTION ex2: socket.create_connection
     sock = socket.create_connection(address, timeout=timeout)
-    ### END SOLUTION
     no_delay(sock)
     return trace.connected(sock, channel)
 
@@ -64,10 +60,8 @@ def connect(address: tuple[str, int], channel: str, timeout: float | None = 30):
 def accept(listener, timeout: float | None):
     """Wait up to ``timeout`` seconds for one connection on ``listener``."""
     listener.settimeout(timeout)
-    ### BEGIN SOLUTION ex2: accept one connection; it inherits no timeout, so set one
     sock, _ = listener.accept()
     sock.settimeout(timeout)
-    ### END SOLUTION
     no_delay(sock)
     return sock
 

@@ -143,7 +143,9 @@ class Session:
             except NotImplementedError as missing:
                 # The lab's starter code: a handler not written yet answers 502
                 # and the server keeps serving the other commands.
-                self.reply(Code.NOT_IMPLEMENTED, f"{missing}: not implemented yet")
+                exercise, _, hint = str(missing).partition(": ")
+                self.reply(Code.NOT_IMPLEMENTED,
+                           f"{exercise}: not implemented yet" + (f" ({hint})" if hint else ""))
             except (OSError, ValueError, LookupError, TypeError, AttributeError) as bug:
                 # A handler that fails in an unforeseen way costs this one
                 # command, not the session: 451 says "local error", try again.

@@ -31,6 +31,10 @@ from .capture import Capture, CaptureError, why_not
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# The implementation these tools run: the reference solution in the kit, and
+# the student's own lab/ in a student release, which has no solutions/.
+IMPLEMENTATION = "solutions" if (REPO_ROOT / "solutions" / "server.py").exists() else "lab"
+
 # The kit's recorded sample, and the command that regenerates it.
 SAMPLE_LOG = REPO_ROOT / "trace" / "samples" / "session.log"
 SAMPLE_PCAP = REPO_ROOT / "trace" / "samples" / "capture.pcap"
@@ -82,7 +86,7 @@ def serving(log, server_root, server_args=()):
     """The reference server as a process tracing into ``log``; yields its port."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     server = subprocess.Popen(
-        [sys.executable, "-m", "solutions.server", "--root", str(server_root),
+        [sys.executable, "-m", f"{IMPLEMENTATION}.server", "--root", str(server_root),
          "--trace", str(Path(log).resolve()), *server_args, "0"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -108,7 +112,7 @@ def run_client(log, port: int, script: list[str], client_dir, active: bool = Fal
     With ``wait=False`` it returns the running :class:`subprocess.Popen`
     (several clients at once); otherwise the finished CompletedProcess."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    args = [sys.executable, "-m", "solutions.client", "--trace", str(Path(log).resolve())]
+    args = [sys.executable, "-m", f"{IMPLEMENTATION}.client", "--trace", str(Path(log).resolve())]
     if active:
         args.append("--active")
     args += ["127.0.0.1", str(port)]
