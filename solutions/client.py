@@ -29,6 +29,7 @@ import cmd
 import os
 import shlex
 import time
+from contextlib import contextmanager
 
 import trace
 
@@ -102,12 +103,8 @@ class Shell(cmd.Cmd):
         local = local or os.path.basename(remote)
         # The size is asked for before the transfer: once RETR is sent, the
         # control channel is busy until the 226 reply.
-        bar = self._progress_bar(lambda: self.client.size(remote))
-        try:
+        with self._progress_bar(lambda: self.client.size(remote)) as bar:
             result = self.client.get(remote, local, progress=bar)
-        finally:
-            if bar:
-                bar.finish()
         self._report(result, "received", local, remote)
 
     def do_put(self, arg: str) -> None:
@@ -119,12 +116,8 @@ class Shell(cmd.Cmd):
             self.fail(f"put: {local}: no such local file")
             return
         remote = remote or os.path.basename(local)
-        bar = self._progress_bar(lambda: os.path.getsize(local))
-        try:
+        with self._progress_bar(lambda: os.path.getsize(local)) as bar:
             result = self.client.put(local, remote, progress=bar)
-        finally:
-            if bar:
-                bar.finish()
         self._report(result, "sent", local, remote)
 
     def do_ls(self, arg: str) -> None:
@@ -190,16 +183,22 @@ class Shell(cmd.Cmd):
         if verdict.ok is False:
             self.failures += 1
 
+    @contextmanager
     def _progress_bar(self, size_of):
-        """A progress callback that shows a bar only on a terminal, and only
-        once a transfer has taken more than a second."""
+        """A progress callback for one transfer (or None): it shows a bar only
+        on a terminal, and only once the transfer has taken over a second."""
         if not (self.interactive and hasattr(self.stdout, "isatty") and self.stdout.isatty()):
-            return None
+            yield None
+            return
         try:
             total = size_of()
         except (FtpError, OSError, ValueError):
             total = None
-        return _LazyProgress(total)
+        bar = _LazyProgress(total)
+        try:
+            yield bar
+        finally:
+            bar.finish()
 
 
 class _LazyProgress:

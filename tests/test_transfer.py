@@ -133,3 +133,41 @@ def test_cd_pwd_and_cdup_stay_inside_the_root(client, server_root):
     with pytest.raises(FtpError) as refused:
         client.expect("CWD", "nope")
     assert refused.value.reply.code == 550
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs a pseudo-terminal (pty), which only POSIX has")
+def test_a_slow_transfer_on_a_terminal_shows_a_progress_bar(server_process, server_root, client_dir):
+    import pty
+    import select
+    import time
+
+    (server_root / "big.bin").write_bytes(os.urandom(3_000_000))
+    # Slow the server's data channel so the transfer takes over a second.
+    server = server_process(server_root, "--fault-delay", "0.03")
+    pid, terminal = pty.fork()
+    if pid == 0:                                       # the child: the client on a terminal
+        os.chdir(client_dir)
+        os.environ["PYTHONPATH"] = str(REPO_ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "solutions.client", server.host, str(server.port)])
+    screen = b""
+
+    def read_for(seconds):
+        nonlocal screen
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if select.select([terminal], [], [], 0.1)[0]:
+                try:
+                    screen += os.read(terminal, 65536)
+                except OSError:
+                    return
+
+    read_for(1.0)
+    os.write(terminal, b"get big.bin\n")
+    read_for(4.0)
+    os.write(terminal, b"quit\n")
+    read_for(1.0)
+    os.waitpid(pid, 0)
+    text = screen.decode(errors="replace")
+    assert "3.0/3.0 MB" in text                        # the bar reached the whole file
+    assert "SHA-256 matches" in text
+    assert (client_dir / "big.bin").stat().st_size == 3_000_000
