@@ -460,7 +460,7 @@ class Session:
         readable, _, _ = select.select([self.control], [], [], CLIENT_GONE_GRACE)
         if readable:
             try:
-                self.parser.receive_data(self.control.recv(helper.BUFFER_SIZE))
+                self.parser.receive_data(self.control.recv(helper.CONTROL_READ_SIZE))
             except OSError:
                 return False
         return not self.parser.closed
