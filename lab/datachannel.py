@@ -34,7 +34,9 @@ class ListeningEnd:
 
     def __init__(self, host: str, accept_timeout: float = ACCEPT_TIMEOUT,
                  transfer_timeout: float = TRANSFER_TIMEOUT, allowed_peer: str | None = None):
-        # Port 0: the operating system picks a free ephemeral port.
+        # Port 0: the operating system picks a free ephemeral port, and Linux
+        # and macOS pick it at random (RFC 6056). A port that came next in
+        # line would tell an attacker where to connect first (port stealing).
         self.listener = helper.listen(host, 0, "data", backlog=1)
         self.accept_timeout = accept_timeout
         self.transfer_timeout = transfer_timeout
