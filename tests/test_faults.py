@@ -10,7 +10,6 @@ client's integrity check must catch corruption that TCP never sees.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import socket

@@ -32,6 +32,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.bench_ftp import settle
 from conftest import REPO_ROOT
 from solutions.ftpclient import FtpClient
 from solutions.protocol import (MAX_LINE, NEED_DATA, Command, CommandParser, ConnectionClosed,
@@ -383,19 +384,6 @@ def fuzz_worker(address, seed: int, tally: Tally, failures: list) -> None:
             control.close()
 
 
-def process_counts(pid: int) -> tuple[int, int]:
-    """(threads, open file descriptors) of a process, from /proc."""
-    threads = int(re.search(r"^Threads:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M).group(1))
-    return threads, len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def wait_for_baseline(pid: int, baseline: tuple[int, int], timeout: float = 10.0) -> tuple[int, int]:
-    deadline = time.monotonic() + timeout
-    while (counts := process_counts(pid)) != baseline and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return counts
-
-
 @pytest.fixture
 def fuzz_server(server_root, tmp_path):
     if not Path("/proc/self/status").exists():
@@ -430,10 +418,7 @@ def test_live_fuzz_of_ten_thousand_lines(fuzz_server, tmp_path):
     warm.listing()
     warm.quit()
     # The baseline: the main thread alone (it accepts), once the warm-up session has ended.
-    deadline = time.monotonic() + 5
-    while process_counts(process.pid)[0] != 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    baseline = process_counts(process.pid)
+    baseline = settle(process.pid)
 
     tally, failures = Tally(), []
     seed = int(os.environ.get("FUZZ_SEED", random.randrange(1 << 30)))
@@ -450,7 +435,7 @@ def test_live_fuzz_of_ten_thousand_lines(fuzz_server, tmp_path):
     assert not failures, failures
     assert tally.lines >= 10_000
     assert tally.replies + tally.unanswered_after_close == tally.lines
-    after = wait_for_baseline(process.pid, baseline)
+    after = settle(process.pid, baseline)
     print(f"\nfuzz: seed {seed}: {tally.lines} lines on {tally.connections} connections "
           f"({CONNECTIONS} at a time) in {elapsed:.1f} s; {tally.replies} replies, all well-formed "
           f"(by class: {dict(sorted(tally.codes.items()))}); {tally.clean_closes} clean closes "
