@@ -13,6 +13,7 @@ import hashlib
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ import pytest
 
 from conftest import REPO_ROOT, run_client
 from solutions.faults import CHUNK, Faults, FaultySocket
-from test_security import receive_all
+from test_security import Control, receive_all, start_server  # noqa: F401 (a fixture)
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:
@@ -219,6 +220,44 @@ def test_reset_mid_upload_is_reported_and_leaves_no_file(faulty_server, server_r
     assert names(server_root) == []
     assert "221 " in result.stdout
     assert "STOR /data.bin" in server.stderr()
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with RST instead of FIN, as a crashed host or a middlebox would."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_client_resets_the_data_connection_mid_download(start_server, server_root):
+    random_file(server_root / "big.bin", 64 * 1024 * 1024)
+    connection = Control(start_server().address).login()
+    try:
+        port = connection.pasv()
+        data = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert connection.ask("RETR big.bin")[0] == 150
+        data.recv(65536)
+        reset(data)
+        code, text = connection.reply()
+        assert code == 426, text
+        assert connection.ask("NOOP")[0] == 200
+    finally:
+        connection.close()
+
+
+def test_client_resets_the_data_connection_mid_upload(start_server, server_root):
+    connection = Control(start_server().address).login()
+    try:
+        port = connection.pasv()
+        data = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert connection.ask("STOR up.bin")[0] == 150
+        data.sendall(os.urandom(1_000_000))
+        reset(data)
+        code, text = connection.reply()
+        assert code == 426, text
+        assert names(server_root) == []
+        assert connection.ask("NOOP")[0] == 200
+    finally:
+        connection.close()
 
 
 # --- killed processes ------------------------------------------------------------
