@@ -208,3 +208,15 @@ def test_a_listing_is_recorded_from_start_to_end(traced_session):
     _, events = traced_session
     ends = [e for e in events if e.type == "transfer_end" and e.role == "client" and e.command == "LIST"]
     assert len(ends) == 1 and ends[0].verdict == "ok" and ends[0].path == "." and ends[0].bytes > 0
+
+
+def test_data_reads_are_logged_in_batches_with_exact_offsets(traced_session):
+    """A 2 MiB download takes dozens of reads but only a few recv events."""
+    _, events = traced_session
+    download = next(e for e in events if e.type == "transfer_end" and e.role == "client"
+                    and e.command == "RETR" and e.path == "down.bin")
+    recvs = [e for e in events if e.type == "recv" and e.role == "client" and e.conn == download.conn]
+    assert sum(e.len for e in recvs) == download.bytes == 2 * 1024 * 1024 + 5
+    assert recvs[-1].len == 0                                  # the FIN, logged on its own
+    assert 2 <= len(recvs) - 1 <= 4                            # batches of about 1 MiB
+    assert all(a.offset + a.len == b.offset for a, b in zip(recvs, recvs[1:]))

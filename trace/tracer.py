@@ -30,6 +30,9 @@ SCHEMA_VERSION = 1
 # Data-channel sendfile is traced in blocks of this size, so that a large
 # file shows up as a series of sends with offsets rather than one huge event.
 SENDFILE_BLOCK = 4 * 1024 * 1024
+# Consecutive recvs on a data connection are logged as one event once they
+# add up to this much (or at end of stream, a send, or close).
+RECV_BATCH = 1024 * 1024
 
 _current: "Tracer | None" = None
 
@@ -152,6 +155,7 @@ class TracedSocket:
         self.conn = tracer.new_connection_id()
         self.sent = 0        # stream offset of the next byte we send
         self.received = 0    # stream offset of the next byte we receive
+        self._unlogged_recv = 0      # data received but not yet logged (see _record_recv)
         self._closed = False
         try:
             self._local = _address(sock.getsockname())
@@ -191,6 +195,7 @@ class TracedSocket:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._log_unlogged_recv()
             if self._remote is None:       # a listener: nothing was carried
                 self.tracer.emit("close", conn=self.conn, channel=self.channel,
                                  local=self._local, remote=None)
@@ -226,6 +231,7 @@ class TracedSocket:
         return total
 
     def _record_send(self, data, n: int, started: float) -> None:
+        self._log_unlogged_recv()
         fields = dict(self.identity(), dir="out", offset=self.sent, len=n)
         if self.channel == "control" and data is not None:
             fields["text"] = self._lines_out.text_of(bytes(data[:n]))
@@ -247,6 +253,18 @@ class TracedSocket:
         return n
 
     def _record_recv(self, data, n: int) -> None:
+        if self.channel == "data" and n > 0:
+            # A download arrives in many reads (often 64 KiB each); logging
+            # each would cost more than the read. Consecutive reads are logged
+            # as one event over their byte range, up to RECV_BATCH bytes.
+            if not self._unlogged_recv:
+                self._unlogged_recv_t, self._unlogged_recv_offset = time.time(), self.received
+            self._unlogged_recv += n
+            self.received += n
+            if self._unlogged_recv >= RECV_BATCH:
+                self._log_unlogged_recv()
+            return
+        self._log_unlogged_recv()
         # A recv of zero bytes is the peer's FIN: it is recorded too, because
         # "recv returned nothing" is how a program learns a transfer ended.
         fields = dict(self.identity(), dir="in", offset=self.received, len=n)
@@ -256,6 +274,12 @@ class TracedSocket:
         self.received += n
         if self.channel == "control" and data:
             self._lines_in.feed(data, self.received - n)
+
+    def _log_unlogged_recv(self) -> None:
+        if self._unlogged_recv:
+            self.tracer.emit("recv", t=self._unlogged_recv_t, **self.identity(), dir="in",
+                             offset=self._unlogged_recv_offset, len=self._unlogged_recv)
+            self._unlogged_recv = 0
 
 
 class _LineTap:
