@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
               "curl reads at most 100 KiB per recv, which caps every download it makes: the 'read by curl'\n"
               "limit is that cap (the file sent with sendfile() as a bare HTTP/1.0 body, no FTP); the\n"
               "256 KiB reader shows what loopback itself allows. Our client and server are traced\n"
-              "to a file on the same disk; the trace records one event per recv and per 4 MiB sent.")
+              "to a file on the same disk; the trace records one event per 1 MiB received and per 4 MiB sent.")
         return 0 if all(row.met is not False for row in rows) else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
