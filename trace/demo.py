@@ -62,24 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trace.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--log", default="session.log", help="trace log to write (default session.log)")
     parser.add_argument("--no-show", action="store_true", help="record only; do not show the log")
-    parser.add_argument("--capture", default="capture.pcap", metavar="PCAP",
-                        help="also capture the packets, when this machine may (default capture.pcap)")
+    parser.add_argument("--capture", metavar="PCAP",
+                        help="also capture the packets, when this machine may "
+                             "(default: capture.pcap beside the log)")
     parser.add_argument("--no-capture", action="store_true", help="record the trace alone")
     args = parser.parse_args(argv)
     log = Path(args.log)
+    pcap = Path(args.capture) if args.capture else log.with_name("capture.pcap")
     if log.exists():
         log.unlink()        # a fresh log, not appended to an old session
     if args.no_capture:
         session, capture = record_session(log), None
     else:
         from .record import capturing
-        with capturing(args.capture, log=log) as capture:
+        with capturing(pcap, log=log) as capture:
             session = record_session(log)
     print(session.client_output, end="")
     print(f"\ntrace written to {log} (server port {session.server_port})")
     if capture is not None:
         print(capture.summary())
-        print(f"view both: python -m trace.view {log} --pcap {args.capture}")
+        print(f"view both: python -m trace.view {log} --pcap {pcap}")
     print()
     if not args.no_show:
         show(log)
