@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,13 @@ def run_client(host: str, port: int, commands: list[str], cwd: Path, *extra: str
     return subprocess.run([sys.executable, "-m", "solutions.client", *extra, host, str(port)],
                           input="\n".join(commands) + "\n", cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False

@@ -5,12 +5,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, wait_for
 
 
 class RawControl:
@@ -104,15 +103,6 @@ def test_a_symlink_pointing_outside_is_refused(raw, server_root):
     assert raw.ask(b"PASV\r\n").startswith("227 ")
     assert raw.ask(b"STOR link.txt\r\n").startswith("550 ")
     assert secret.read_text() == "top secret"
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def partial_files(directory: Path):

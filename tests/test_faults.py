@@ -22,18 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, run_client
+from conftest import REPO_ROOT, run_client, wait_for
 from solutions.faults import CHUNK, Faults, FaultySocket
 from test_security import Control, receive_all, start_server  # noqa: F401 (a fixture)
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def partial_files(directory: Path) -> list[Path]:
