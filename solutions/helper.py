@@ -172,20 +172,33 @@ class PartialFile:
     and leaving the ``with`` block without committing deletes them. A broken
     transfer therefore never leaves a truncated file under the real name, and
     an older file of that name stays intact.
+
+    A path that already exists but is not a regular file (``/dev/null``, a
+    FIFO, a terminal) is written straight through: renaming over it would
+    replace a device with a plain file, which as root breaks the machine. A
+    folder is refused.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.path.abspath(path)
+        self.committed = False
+        if os.path.isdir(self.path):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        if os.path.exists(self.path) and not os.path.isfile(self.path):
+            # A device or FIFO: nothing to rename, nothing to delete after.
+            self.partial = None
+            self.file = open(self.path, "wb", buffering=0)
+            return
         directory, name = os.path.split(self.path)
         self.partial = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
         # Mode 0o666 lets the umask decide the permissions, as for any new file.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         self.file = os.fdopen(os.open(self.partial, flags, 0o666), "wb")
-        self.committed = False
 
     def commit(self) -> None:
         self.file.close()
-        os.replace(self.partial, self.path)
+        if self.partial is not None:
+            os.replace(self.partial, self.path)
         self.committed = True
 
     def __enter__(self) -> "PartialFile":
@@ -194,7 +207,8 @@ class PartialFile:
     def __exit__(self, *exc) -> None:
         if not self.committed:
             self.file.close()
-            os.unlink(self.partial)
+            if self.partial is not None:
+                os.unlink(self.partial)
 
 
 def receive_file(sock, path: str | os.PathLike, progress: Progress | None = None,

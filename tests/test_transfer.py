@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,14 @@ def test_a_slow_transfer_on_a_terminal_shows_a_progress_bar(server_process, serv
     assert "3.0/3.0 MB" in text                        # the bar reached the whole file
     assert "SHA-256 matches" in text
     assert (client_dir / "big.bin").stat().st_size == 3_000_000
+
+
+def test_get_into_a_device_writes_through_and_never_replaces_it(client, server_root):
+    """Renaming a temporary file over /dev/null (as root) would replace the
+    device with a plain file for every user of the machine."""
+    (server_root / "f").write_bytes(b"data" * 1000)
+    before = os.stat(os.devnull)
+    assert client.get("f", os.devnull).bytes == 4000
+    after = os.stat(os.devnull)
+    assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+    assert not [name for name in os.listdir(os.path.dirname(os.devnull)) if name.endswith(".part")]
