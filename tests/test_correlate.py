@@ -490,10 +490,14 @@ def test_unreadable_captures_are_named_in_one_line(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not a pcap" in out.stderr
 
 
-def test_the_module_is_callable_as_trace_correlate():
+def test_trace_correlate_session_is_the_join():
+    """``trace.correlate_session`` is the join, loaded on first use; the
+    module ``trace.correlate`` keeps its names (``correlate``,
+    ``read_segments``) for the callers that import them."""
     import trace
     import trace.correlate
     events, packets = _session(passive=True)
-    r = trace.correlate(events, packets)
+    r = trace.correlate_session(events, packets)
     assert r.coverage.trace_fraction == 1.0
+    assert trace.correlate_session is trace.correlate.correlate is correlate
     assert trace.correlate.read_segments is read_segments

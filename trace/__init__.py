@@ -7,14 +7,22 @@ that this package is the one imported. A notebook must put the repository
 root first on ``sys.path`` before ``import trace``.
 """
 
-from . import correlate  # callable: trace.correlate(events, packets)
 from .reader import Event, TraceError, load, read_log
 from .tracer import (FORMAT, SCHEMA_VERSION, TracedSocket, Tracer, connected, current,
                      event, listening, start, stop)
 
 __all__ = [
-    "correlate",
+    "correlate_session",
     "Event", "TraceError", "load", "read_log",
     "FORMAT", "SCHEMA_VERSION", "TracedSocket", "Tracer",
     "connected", "current", "event", "listening", "start", "stop",
 ]
+
+
+def __getattr__(name):
+    # Loaded on first use, so that ``import trace`` in the server stays cheap:
+    # correlation needs scapy, and a server only writes traces.
+    if name == "correlate_session":
+        from .correlate import correlate
+        return correlate
+    raise AttributeError(f"module 'trace' has no attribute {name!r}")

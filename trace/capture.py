@@ -37,7 +37,8 @@ import sys
 import threading
 import time
 
-from .correlate import parse_announcement, parse_frame
+from .announce import announcement_in_line, reply_code
+from .correlate import parse_frame
 
 __all__ = ["Capture", "CaptureError", "can_capture", "why_not", "loopback_interface",
            "PcapWriter", "NO_CAPTURE_REASON"]
@@ -98,6 +99,12 @@ def why_not() -> str | None:
             return f"live capture needs Npcap ({err})"
         return None
     return f"live capture is not supported on {sys.platform}"
+
+
+def _greeting(payload: bytes) -> bool:
+    """Whether a connection's first bytes are a server's 220 greeting."""
+    first = payload.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1")
+    return reply_code(first) == 220
 
 
 def can_capture() -> bool:
@@ -371,7 +378,7 @@ class Capture:
                     if payload:
                         # Its first bytes decide: a server's 220 greeting makes
                         # it a control connection, anything else is not ours.
-                        if payload.startswith(b"220") and not self.control_ports:
+                        if _greeting(payload) and not self.control_ports:
                             self.control_ports.add(sport)
                             self._pending[key] = "keep"
                             self._learn((src, sport, dst, dport), payload)
@@ -430,14 +437,6 @@ class Capture:
         lines = text.split(b"\n")
         self._lines[flow] = lines[-1][-4096:]
         for raw in lines[:-1]:
-            line = raw.decode("latin-1").strip()
-            head = line[:4].upper()
-            found = None
-            if line.startswith("227"):
-                found = parse_announcement("227", line)
-            elif line.startswith("229"):
-                found = parse_announcement("229", line)
-            elif head in ("PORT", "EPRT") and len(line) > 5:
-                found = parse_announcement(head, line[5:])
+            found = announcement_in_line(raw.decode("latin-1"))
             if found:
                 self.data_ports.add(found[1])

@@ -36,6 +36,9 @@ import types
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
+from .addresses import join_address, normal_host as _normal_host, split_address
+from .announce import TRANSFER_VERBS, parse_announcement, announcement_of_event as _announcement_of
+
 __all__ = [
     "Segment", "Connection", "Coverage", "Correlation", "correlate",
     "read_segments", "segments_from_packets", "parse_frame", "flag_names",
@@ -46,10 +49,6 @@ FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x4
 _FLAG_NAMES = ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (ACK, "ACK"),
                (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"))
 _MASK = 0xFFFFFFFF
-
-# Commands that use a data connection opened after a PASV/EPSV or PORT/EPRT.
-TRANSFER_VERBS = frozenset({"RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD"})
-
 
 class CaptureFileError(ValueError):
     """A capture file cannot be read; the message is one line for the user."""
@@ -122,30 +121,6 @@ class Segment:
 
     def __repr__(self):
         return f"<Segment {self.describe()}>"
-
-
-def join_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def split_address(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:21"`` or ``"[::1]:21"`` as ``(host, port)``, host normalised."""
-    host, _, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return _normal_host(host), int(port)
-
-
-def _normal_host(host: str) -> str:
-    host = host.split("%", 1)[0]
-    if host.lower().startswith("::ffff:") and "." in host:
-        return host[7:]                      # IPv4-mapped IPv6
-    if ":" in host:
-        try:
-            return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, host))
-        except OSError:
-            return host
-    return host
 
 
 def parse_frame(frame: bytes, linktype: int):
@@ -322,46 +297,6 @@ def _as_segments(packets) -> Iterator[Segment]:
     if isinstance(first, Segment):
         return chained()
     return segments_from_packets(chained())
-
-
-# --- announcements of data connections on the control channel --------------
-
-_PASV = re.compile(r"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)|(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
-_EPSV = re.compile(r"\((.)\1\1(\d+)\1\)")
-
-
-def parse_announcement(kind: str, text: str) -> tuple[str | None, int] | None:
-    """The ``(host, port)`` a PASV/EPSV reply or PORT/EPRT command announces.
-
-    ``kind`` is ``"227"``, ``"229"``, ``"PORT"`` or ``"EPRT"``; ``text`` the
-    reply text or the command's argument. EPSV names no host (``None``).
-    """
-    try:
-        if kind in ("227", "PORT"):
-            m = _PASV.search(text)
-            if not m:
-                return None
-            nums = [int(x) for x in (m.groups()[:6] if m.group(1) else m.groups()[6:])]
-            return ".".join(map(str, nums[:4])), nums[4] * 256 + nums[5]
-        if kind == "229":
-            m = _EPSV.search(text)
-            return (None, int(m.group(2))) if m else None
-        if kind == "EPRT":
-            text = text.strip()
-            parts = text[1:].split(text[0]) if text else []
-            if len(parts) >= 3:
-                return _normal_host(parts[1]), int(parts[2])
-    except (ValueError, IndexError):
-        return None
-    return None
-
-
-def _announcement_of(event) -> tuple[str | None, int] | None:
-    if event.get("type") == "reply" and event.get("code") in (227, 229):
-        return parse_announcement(str(event["code"]), event.get("text", ""))
-    if event.get("type") == "command" and event.get("verb") in ("PORT", "EPRT"):
-        return parse_announcement(event["verb"], event.get("arg", ""))
-    return None
 
 
 # --- the result ----------------------------------------------------------------
