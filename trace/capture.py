@@ -38,7 +38,8 @@ import threading
 import time
 
 from .announce import announcement_in_line, reply_code
-from .correlate import parse_frame
+from .pcap import SNAPLEN as _SNAPLEN, PcapWriter
+from .tcp import parse_frame
 
 __all__ = ["Capture", "CaptureError", "can_capture", "why_not", "loopback_interface",
            "PcapWriter", "NO_CAPTURE_REASON"]
@@ -50,7 +51,6 @@ _PACKET_STATISTICS = 6
 _SO_RCVBUFFORCE = 33
 _BUFFER = 256 << 20         # the sniffer socket's kernel buffer (at most; memory is
                             # only used while the sniffer lags behind a transfer)
-_SNAPLEN = 262144           # what libpcap and Wireshark use as "whole packet"
 
 
 class CaptureError(Exception):
@@ -109,35 +109,6 @@ def _greeting(payload: bytes) -> bool:
 
 def can_capture() -> bool:
     return why_not() is None
-
-
-class PcapWriter:
-    """A minimal writer of classic pcap (microsecond timestamps)."""
-
-    def __init__(self, path, linktype: int = 1, snaplen: int = _SNAPLEN):
-        self.path = os.fspath(path)
-        self._f = open(self.path, "wb")
-        self._f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
-        self.count = 0
-
-    def write(self, frame: bytes, t: float, wirelen: int | None = None) -> None:
-        sec = int(t)
-        usec = int(round((t - sec) * 1e6))
-        if usec >= 1000000:
-            sec, usec = sec + 1, usec - 1000000
-        self._f.write(struct.pack("<IIII", sec, usec, len(frame), wirelen or len(frame)))
-        self._f.write(frame)
-        self.count += 1
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _attach_whole_frame_filter(sock, expr: str, iface: str) -> bool:

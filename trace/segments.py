@@ -30,7 +30,10 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .correlate import TRANSFER_VERBS, Correlation, Segment, correlate
+from .announce import TRANSFER_VERBS
+from .join import correlate
+from .results import Correlation
+from .tcp import Segment
 
 __all__ = ["render_with_segments", "main"]
 
@@ -109,12 +112,12 @@ def _home(result: Correlation, seg: Segment, order: dict, raw_control: bool, ack
     conn = seg.connection
     candidates = []
     if seg.phase == "open" and conn is not None:
-        candidates = [e for e in _conn_events(result, conn) if e["type"] in ("connect", "accept")]
+        candidates = [e for e in result.events_of(conn) if e["type"] in ("connect", "accept")]
     elif seg.phase == "close" and conn is not None and not seg.len:
         # A FIN or RST under the close of the end that sent it; the ACK of a
         # FIN under the end-of-stream recv (or close) of the end that sent it.
         source = seg.source
-        candidates = [e for e in _conn_events(result, conn)
+        candidates = [e for e in result.events_of(conn)
                       if (e["type"] == "close" or (e["type"] == "recv" and e.get("len") == 0))
                       and e.get("local") == source]
         if not candidates:
@@ -143,18 +146,6 @@ def _home(result: Correlation, seg: Segment, order: dict, raw_control: bool, ack
     if not candidates:
         return None
     return min(order[id(e)] for e in candidates)
-
-
-def _conn_events(result: Correlation, conn) -> list:
-    cache = getattr(result, "_events_by_conn", None)
-    if cache is None:
-        cache = {}
-        for ev in result.events:
-            c = result.connection_of(ev)
-            if c is not None:
-                cache.setdefault(id(c), []).append(ev)
-        result._events_by_conn = cache
-    return cache.get(id(conn), [])
 
 
 def _who(ev) -> Text:
@@ -245,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-segments", type=int, default=8)
     parser.add_argument("--no-acks", action="store_true", help="leave out pure ACKs of data")
     args = parser.parse_args(argv)
-    from .correlate import CaptureFileError
+    from .pcap import CaptureFileError
     from .reader import TraceError, load
     try:
         renderable = render_with_segments(load(*args.log), args.pcap,
