@@ -89,15 +89,28 @@ def render_with_segments(events, packets, *, correlation: Correlation | None = N
     while li < len(loose):
         _segment_rows(table, [loose[li]], t0, None, unattributed=True)
         li += 1
-    cov = result.coverage
-    head = Text(f"trace bytes in segments: {100 * cov.trace_fraction:.2f}%  "
-                f"segment bytes in the trace: {100 * cov.segment_fraction:.2f}%  "
-                f"({len(result.segments)} segments, {len(result.connections)} connections)",
-                style="bold")
-    parts = [head]
+    parts = _coverage_lines(result)
     parts += [Text(f"note: {n}", style="yellow") for n in result.notes]
     parts.append(table)
     return Group(*parts)
+
+
+def _coverage_lines(result: Correlation) -> list[Text]:
+    """The head: coverage both ways, or a warning if nothing matched at all
+    (0 bytes of 0 is not 100%: the capture is of something else)."""
+    cov = result.coverage
+    sizes = f"({len(result.segments)} segments, {len(result.connections)} connections)"
+    if not cov.holds_session:
+        return [Text(f"trace bytes in segments: 0.00%  segment bytes in the trace: 0.00%  "
+                     f"(nothing matched) {sizes}", style="bold"),
+                Text(f"warning: {cov.warning()}", style="bold red")]
+    head = Text(f"trace bytes in segments: {100 * cov.trace_fraction:.2f}%  "
+                f"segment bytes in the trace: {100 * cov.segment_fraction:.2f}%  {sizes}",
+                style="bold")
+    if cov.retransmitted_segments:
+        head.append(f"  {cov.retransmitted_segments} retransmitted segments "
+                    f"({cov.retransmitted_bytes} bytes, counted once)", style="yellow")
+    return [head]
 
 
 def _visible(ev, raw_control: bool) -> bool:
@@ -220,7 +233,8 @@ def _segment_text(seg: Segment, unattributed: bool) -> Text:
         text.append(f" ack={seg.rel_ack}")
     text.append(f" len={seg.len}")
     if seg.retransmission:
-        text.append("  retransmission", style="yellow")
+        again = f" of {seg.repeated} bytes" if seg.repeated else ""
+        text.append(f"  retransmission{again}", style="yellow")
     if unattributed and (seg.connection is None or not seg.connection.ends
                          or (seg.len and not seg.events)):
         text.append(f"  {seg.source} > {seg.destination}: not in the trace", style="yellow")
