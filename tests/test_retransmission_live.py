@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -74,6 +75,15 @@ def lossy_session(tmp_path_factory):
         done = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", RECORD,
                                str(REPO), str(d)], capture_output=True, text=True, timeout=300)
     finally:
+        # Whatever this test started in its namespace (a server left by a
+        # timeout), then the namespace itself.
+        pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
+                              text=True, timeout=30).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         subprocess.run(["ip", "netns", "del", namespace], timeout=30)
     assert namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                            text=True, timeout=30).stdout
