@@ -234,9 +234,10 @@ def match_bytes(result: Correlation, ends: dict) -> None:
             continue
         for d in (0, 1):
             _match_direction(result, conn, d, [ends[(pid, cid)] for pid, cid, _ in conn.ends])
+        carriers = [_Carriers(conn.flows[0]), _Carriers(conn.flows[1])]
         for seg in conn.segments:
             if seg.kind == "ack" and seg.phase == "ack" and seg.rel_ack:
-                seg.acks = _acknowledged(conn.flows[1 - seg.direction], seg.rel_ack - 2)
+                seg.acks = carriers[1 - seg.direction].events_at(seg.rel_ack - 2)
     cov.retransmitted_segments = sum(1 for s in result.segments if s.repeated)
 
 
@@ -312,13 +313,26 @@ def _attach(layer, ranges, by_event) -> None:
             i += 1
 
 
-def _acknowledged(peer, target: int) -> list:
-    """The events carried by the peer's segment holding stream offset
-    ``target`` (the last byte an ACK acknowledges)."""
-    for s, e, carrier in peer.ranges:
-        if s <= target < e:
-            return list(carrier.events)
-    return []
+class _Carriers:
+    """Which segment of a flow carried a given stream offset, by bisection:
+    first-time segments never overlap, so they sort into one list; what is
+    only in a (partly new) retransmission is looked for among those."""
+
+    def __init__(self, flow):
+        firsts = sorted((s, e, seg) for s, e, seg in flow.ranges if not seg.repeated)
+        self._starts = [s for s, _, _ in firsts]
+        self._firsts = firsts
+        self._repeats = [r for r in flow.ranges if r[2].repeated]
+
+    def events_at(self, offset: int) -> list:
+        """The events carried by the segment holding ``offset``."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i >= 0 and offset < self._firsts[i][1]:
+            return list(self._firsts[i][2].events)
+        for s, e, carrier in self._repeats:
+            if s <= offset < e:
+                return list(carrier.events)
+        return []
 
 
 # --- 5. opening and closing --------------------------------------------------------------
