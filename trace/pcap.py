@@ -158,7 +158,23 @@ def as_segments(packets) -> Iterable[Segment]:
 
 # --- writing -----------------------------------------------------------------------
 
-class PcapWriter:
+class _Writer:
+    """A capture file being written: closed once, usable in ``with``."""
+
+    _f = None
+
+    def close(self) -> None:
+        if self._f is not None and not self._f.closed:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class PcapWriter(_Writer):
     """A minimal writer of classic pcap (microsecond timestamps)."""
 
     def __init__(self, path, linktype: int = 1, snaplen: int = SNAPLEN):
@@ -175,16 +191,6 @@ class PcapWriter:
         self._f.write(struct.pack("<IIII", sec, usec, len(frame), wirelen or len(frame)))
         self._f.write(frame)
         self.count += 1
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _padded(data: bytes) -> bytes:
@@ -207,7 +213,7 @@ def _tsresol(resolution: int) -> bytes:
     raise ValueError(f"a timestamp resolution of 1/{resolution} s has no pcapng form")
 
 
-class PcapNgWriter:
+class PcapNgWriter(_Writer):
     """A writer of pcapng (little-endian) whose frames may carry a comment.
 
     Each frame's link type and timestamp resolution are kept: an interface
@@ -248,13 +254,3 @@ class PcapNgWriter:
             body += _option(1, comment.encode("utf-8")) + _option(0, b"")
         self._block(6, body)
         self.count += 1
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -73,12 +73,12 @@ class Connection:
     client: tuple[str, int]
     server: tuple[str, int]
     channel: str | None = None
-    ends: list = field(default_factory=list)
-    segments: list = field(default_factory=list)
-    open: list = field(default_factory=list)
-    close: list = field(default_factory=list)
-    announced_by: list = field(default_factory=list)
-    used_by: list = field(default_factory=list)
+    ends: list[tuple[int, int, str]] = field(default_factory=list)     # (pid, conn, role)
+    segments: list[Segment] = field(default_factory=list)
+    open: list[Segment] = field(default_factory=list)      # SYN, SYN-ACK, the third ACK
+    close: list[Segment] = field(default_factory=list)     # FINs, their ACKs, RSTs
+    announced_by: list[dict] = field(default_factory=list)
+    used_by: list[dict] = field(default_factory=list)
     flows: tuple[Flow, Flow] = field(default_factory=lambda: (Flow(), Flow()))
     reset: bool = False
     start: float | None = None
@@ -221,12 +221,12 @@ class Coverage:
 class Correlation:
     """The result of :func:`trace.join.correlate`."""
 
-    events: list = field(default_factory=list)
-    segments: list = field(default_factory=list)
-    connections: list = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    connections: list[Connection] = field(default_factory=list)
     coverage: Coverage = field(default_factory=Coverage)
-    retransmissions: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
+    retransmissions: list[Retransmission] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     # The mappings, keyed by id() of an event (events are dicts).
     by_event: dict = field(default_factory=dict, repr=False)        # -> [Segment]
     conn_of_end: dict = field(default_factory=dict, repr=False)     # (pid, conn) -> Connection
