@@ -7,7 +7,8 @@ that this package is the one imported. A notebook must put the repository
 root first on ``sys.path`` before ``import trace``.
 """
 
-from .reader import Event, TraceError, load, read_log
+import importlib
+
 from .tracer import (FORMAT, SCHEMA_VERSION, TracedSocket, Tracer, connected, current,
                      event, listening, start, stop)
 
@@ -18,11 +19,18 @@ __all__ = [
     "connected", "current", "event", "listening", "start", "stop",
 ]
 
+# Names loaded on first use, so that ``import trace`` in the server loads
+# only the tracer: a server writes traces, it never reads or correlates them
+# (correlation needs scapy). name -> (module, name in it).
+_LAZY = {
+    "Event": ("reader", "Event"), "TraceError": ("reader", "TraceError"),
+    "load": ("reader", "load"), "read_log": ("reader", "read_log"),
+    "correlate_session": ("correlate", "correlate"),
+}
+
 
 def __getattr__(name):
-    # Loaded on first use, so that ``import trace`` in the server stays cheap:
-    # correlation needs scapy, and a server only writes traces.
-    if name == "correlate_session":
-        from .correlate import correlate
-        return correlate
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attribute)
     raise AttributeError(f"module 'trace' has no attribute {name!r}")
