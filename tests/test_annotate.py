@@ -158,3 +158,21 @@ def test_annotating_a_capture_onto_itself_is_refused(tmp_path):
     with pytest.raises(CaptureFileError, match="is the capture being annotated"):
         annotate(events, source, source)
     assert len(list(read_frames(source))) == len(packets)
+
+
+def test_command_line_says_when_the_capture_is_of_another_session(tmp_path):
+    from test_correlate import _other_session
+    samples = __import__("pathlib").Path(__file__).resolve().parent.parent / "trace" / "samples"
+    other = tmp_path / "other.pcap"
+    wrpcap(str(other), [Ether() / p for p in _other_session()])
+    done = subprocess.run([sys.executable, "-m", "trace.correlate", str(samples / "session.log"),
+                           str(other)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    first, second = done.stdout.splitlines()[:2]
+    assert first.startswith("the capture holds none of the trace's") and "another session" in first
+    assert second.startswith("trace bytes found in segments: 0 of ") and second.endswith("(0.00%)")
+    assert second != "trace bytes found in segments: 0 of 0 (0.00%)"     # the trace's bytes count
+    same = subprocess.run([sys.executable, "-m", "trace.correlate", str(samples / "session.log"),
+                           str(samples / "capture.pcap")], capture_output=True, text=True,
+                          timeout=120)
+    assert same.returncode == 0 and "(100.00%)" in same.stdout.splitlines()[0]

@@ -599,6 +599,10 @@ def test_a_capture_of_another_session_matches_nothing_instead_of_everything():
     cov = r.coverage
     assert not cov.holds_session and cov.matched_ends == 0
     assert cov.trace_fraction == 0.0 and cov.segment_fraction == 0.0
+    # The trace's bytes are all missing from the capture, and listed.
+    assert (cov.trace_bytes, cov.trace_matched, cov.segment_bytes) == (200, 0, 0)
+    assert [(e["type"], s, e2) for e, s, e2 in cov.unmatched_trace] == [("send", 0, 100),
+                                                                         ("recv", 0, 100)]
     assert cov.warning().startswith("the capture holds none of the trace's 2 connection ends")
     assert cov.summary().splitlines()[0] == cov.warning()
     lines = _render(cv.events, _other_session())
@@ -626,3 +630,24 @@ def test_view_of_a_capture_of_another_session_warns(tmp_path):
     head = out.stdout.splitlines()[:2]
     assert "0.00%" in head[0] and "100.00%" not in head[0] and "nothing matched" in head[0]
     assert "warning: the capture holds none of the trace's" in head[1]
+
+
+def test_a_connection_missing_from_the_capture_lowers_the_coverage():
+    """Two connections traced, one captured: half the trace's bytes are
+    missing, not 100% of the half that is there."""
+    first = Conversation()
+    first.handshake()
+    first.send(first.client, 0, 100)
+    first.data(first.client, b"x" * 100)
+    first.recv(first.server, 0, 100)
+    second = Conversation(client=("127.0.0.1", 40001), t0=first.t + 1)
+    second.ends = {second.client: (1, 2, "client"), second.server: (2, 8, "server")}
+    second.handshake()
+    second.send(second.client, 0, 100)
+    second.data(second.client, b"y" * 100)
+    second.recv(second.server, 0, 100)
+    r = correlate(first.events + second.events, first.packets)
+    cov = r.coverage
+    assert cov.holds_session and cov.matched_ends == 2 and len(cov.uncaptured_ends) == 2
+    assert (cov.trace_bytes, cov.trace_matched) == (400, 200) and cov.trace_fraction == 0.5
+    assert cov.segment_fraction == 1.0

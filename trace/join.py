@@ -137,7 +137,13 @@ def attach_trace_ends(result: Correlation, ends: dict, by_key: dict) -> None:
     for end in ends.values():
         candidates = by_key.get(_key(end.local, end.remote), [])
         if not candidates:
+            # Its bytes are trace bytes the capture lacks: count them, so a
+            # connection missing from the capture lowers the coverage.
             cov.uncaptured_ends.append(end.describe())
+            for ev in end.events:
+                if ev["type"] in ("send", "recv") and ev.get("len") and ev.get("offset") is not None:
+                    cov.trace_bytes += ev["len"]
+                    cov.unmatched_trace.append((ev, ev["offset"], ev["offset"] + ev["len"]))
             continue
         # The connection whose first segment came last before the end's first
         # event (the connect/accept event follows the handshake).

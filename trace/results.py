@@ -135,8 +135,9 @@ class Coverage:
     """How much of each side the other accounts for.
 
     ``trace_bytes``: bytes of ``send``/``recv`` events on connections (a byte
-    seen by both traced ends counts once per end); ``trace_matched``: those
-    found in segment payloads. ``segment_bytes``: distinct payload bytes in
+    seen by both traced ends counts once per end, and the bytes of a
+    connection missing from the capture count too); ``trace_matched``:
+    those found in segment payloads. ``segment_bytes``: distinct payload bytes in
     the capture's segments on traced connections (a retransmitted byte counts
     once); ``segment_matched``: those found in trace events.
     ``retransmitted_bytes``/``retransmitted_segments``: payload carried
