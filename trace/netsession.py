@@ -1,0 +1,188 @@
+"""Record a session across the namespaces of :mod:`trace.netns`, and measure
+what the network did to it.
+
+    python -m trace.record --net lossy --loss 5% session.log    # see trace.record
+
+The session is one get of ``data.bin`` (in the ``nat`` scenario, a get in
+passive mode, then the same get in active mode). :func:`measure` reads the
+trace and the capture: how long each transfer took, whether the bytes
+arrived intact, how many segments the wire carried twice, and how much of
+each side the other accounts for (:func:`trace.correlate.correlate`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import netns
+from .launch import REPO_ROOT, Session, run_session
+
+NET_FILE = "data.bin"
+NET_FILE_ACTIVE = "data-active.bin"
+DEFAULT_SIZE = 1 << 20
+SAMPLES = REPO_ROOT / "trace" / "samples"
+
+
+def net_script(scenario: netns.Scenario) -> list[str]:
+    """What the client types: a get; behind NAT, then the same in active mode."""
+    script = [f"get {NET_FILE}"]
+    if scenario.nat:
+        script += ["passive", f"get {NET_FILE} {NET_FILE_ACTIVE}"]
+    return script + ["quit"]
+
+
+def sample_paths(name: str) -> tuple[Path, Path]:
+    """The shipped recording of scenario ``name``: (trace, capture)."""
+    return SAMPLES / name / "session.log", SAMPLES / name / "capture.pcap"
+
+
+def sample_command(name: str) -> str:
+    """The command that regenerates the sample of scenario ``name``."""
+    return (f"python -m trace.record --net {name} --size 512KiB "
+            f"--capture trace/samples/{name}/capture.pcap trace/samples/{name}/session.log")
+
+
+@dataclass
+class NetRecording:
+    scenario: netns.Scenario
+    session: Session
+    log: Path
+    pcap: Path
+    dropped: int              # packets the loss rules dropped (nftables counters)
+
+
+def record_in_network(log, pcap, scenario: netns.Scenario, size: int = DEFAULT_SIZE,
+                      script: list[str] | None = None, server_files: dict | None = None,
+                      client_files: dict | None = None, active: bool = False,
+                      workdir=None) -> NetRecording:
+    """Run the session between the namespaces while tcpdump records the
+    router-server cable. Raises :class:`trace.netns.NetworkError` (one line)
+    if the network cannot be built; removes everything it built, whatever
+    happens."""
+    log, pcap = Path(log), Path(pcap)
+    if log.exists():
+        log.unlink()
+    files = server_files if server_files is not None else {NET_FILE: size}
+    with netns.Network(scenario) as net:
+        with net.capturing(pcap):
+            session = run_session(log, script or net_script(scenario), files, client_files,
+                                  active=active, workdir=workdir, network=net)
+        dropped = net.dropped() if scenario.loss else 0
+    return NetRecording(scenario, session, log, pcap, dropped)
+
+
+def record_or_sample(directory, scenario: netns.Scenario, size: int = DEFAULT_SIZE,
+                     say: Callable[[str], None] | None = print) -> tuple[Path, Path, bool]:
+    """For notebooks: record ``scenario`` into ``directory`` if this machine
+    can build namespaces, else say why in one line and return the shipped
+    sample. Returns ``(log, pcap, live)``."""
+    reason = netns.why_not()
+    if reason is None:
+        log = Path(directory, f"{scenario.name}.log")
+        pcap = Path(directory, f"{scenario.name}.pcap")
+        record_in_network(log, pcap, scenario, size)
+        if say:
+            say(f"Live session between network namespaces ({scenario.describe()}), traced "
+                f"and captured: {log.name}, {pcap.name}.")
+        return log, pcap, True
+    log, pcap = sample_paths(scenario.name)
+    if say:
+        say(f"No network namespaces here ({reason}); using the recorded sample "
+            f"trace/samples/{scenario.name}/ instead.")
+    return log, pcap, False
+
+
+# --- measuring -------------------------------------------------------------------------
+
+@dataclass
+class Transfer:
+    command: str
+    path: str
+    bytes: int
+    seconds: float
+    verdict: str             # ok | aborted (the server's word) ...
+    reply: str = ""          # the client's last reply for it (226, 425, ...)
+
+
+@dataclass
+class Measurement:
+    transfers: list[Transfer] = field(default_factory=list)
+    hash_checks: list[str] = field(default_factory=list)       # the client's verdict lines
+    segments: int = 0
+    retransmitted: int = 0                  # segments whose bytes the wire had carried already
+    wire_bytes: int = 0
+    wire_seconds: float = 0.0
+    trace_coverage: float = 0.0             # trace bytes found in the capture
+    capture_coverage: float = 0.0           # capture bytes found in the trace
+    correlated_retransmissions: int | None = None   # what trace.correlate marked, if it marks them
+
+    @property
+    def wire_rate(self) -> float:
+        """Bits per second of payload on the data connections."""
+        return 8 * self.wire_bytes / self.wire_seconds if self.wire_seconds else 0.0
+
+
+def measure(log, pcap) -> Measurement:
+    """What the trace and the capture of a network session say."""
+    from .correlate import correlate, read_segments
+    from .reader import load
+
+    events = list(load(log))
+    result = Measurement()
+    for event in events:
+        if event["type"] == "transfer_end" and event.get("role") == "client":
+            result.transfers.append(Transfer(event.get("command", "?"), event.get("path", "?"),
+                                             event.get("bytes") or 0, event.get("duration") or 0.0,
+                                             event.get("verdict", "?")))
+    segments = list(read_segments(pcap))
+    result.segments = len(segments)
+    result.retransmitted = len(netns.retransmitted_segments(segments))
+    result.wire_bytes, result.wire_seconds = netns.payload_rate(segments, netns.SERVER_PORT)
+    correlation = correlate(events, segments)
+    result.trace_coverage = correlation.coverage.trace_fraction
+    result.capture_coverage = correlation.coverage.segment_fraction
+    if all(hasattr(s, "retransmission") for s in correlation.segments):
+        result.correlated_retransmissions = sum(1 for s in correlation.segments if s.retransmission)
+    return result
+
+
+def replies(log, code: int) -> list[str]:
+    """The texts of the replies with this code in a trace (from either side)."""
+    from .reader import load
+    return [e.get("text", "") for e in load(log) if e["type"] == "reply" and e.get("code") == code]
+
+
+def report(recording: NetRecording, m: Measurement) -> str:
+    """A few lines for the terminal."""
+    lines = [f"scenario {recording.scenario.describe()}"]
+    for t in m.transfers:
+        rate = f", {8 * t.bytes / t.seconds / 1e6:.1f} Mbit/s" if t.seconds and t.bytes else ""
+        lines.append(f"  {t.command} {t.path}: {t.bytes} B in {t.seconds:.3f} s{rate} ({t.verdict})")
+    lines.append(f"  capture: {m.segments} TCP segments, {m.retransmitted} sent again"
+                 + (f"; {recording.dropped} packets dropped by the loss rule" if recording.scenario.loss else ""))
+    if recording.scenario.rate:
+        lines.append(f"  payload on the wire: {m.wire_rate / 1e6:.1f} Mbit/s against a limit of "
+                     f"{netns.rate_bits(recording.scenario.rate) / 1e6:g} Mbit/s")
+    lines.append(f"  correlation: {100 * m.trace_coverage:.2f}% of the trace's bytes in the capture, "
+                 f"{100 * m.capture_coverage:.2f}% of the capture's in the trace")
+    if recording.scenario.nat:
+        lines.append("  (behind NAT the client's trace names its private address, the capture "
+                     "the router's: only the server's side of each connection matches)")
+    return "\n".join(lines)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|k|M|G)?\s*$", re.IGNORECASE)
+_FACTORS = {None: 1, "b": 1, "kib": 1 << 10, "k": 1 << 10, "mib": 1 << 20, "m": 1 << 20,
+            "gib": 1 << 30, "g": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """``"10MiB"`` -> 10485760; a bare number is bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (e.g. 512KiB, 10MiB)")
+    unit = match.group(2).lower() if match.group(2) else None
+    return int(match.group(1)) * _FACTORS[unit]
