@@ -339,14 +339,14 @@ class Network:
     def nft(self, ns: str, ruleset: str) -> None:
         _run("ip", "netns", "exec", ns, "nft", "-f", "-", stdin=ruleset)
 
-    def dropped(self) -> int:
-        """Packets the loss rules dropped so far (both directions)."""
-        total = 0
-        for ns in (self.router_ns, self.server_ns):
+    def dropped(self) -> dict[str, int]:
+        """Packets the loss rules dropped so far, by direction."""
+        counts = {}
+        for direction, ns in (("to-client", self.router_ns), ("to-server", self.server_ns)):
             listed = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "table", "netdev", self.table],
                                     capture_output=True, text=True)
-            total += sum(int(n) for n in re.findall(r"counter packets (\d+)", listed.stdout))
-        return total
+            counts[direction] = sum(int(n) for n in re.findall(r"counter packets (\d+)", listed.stdout))
+        return counts
 
     @contextmanager
     def capturing(self, path):

@@ -51,7 +51,7 @@ class NetRecording:
     session: Session
     log: Path
     pcap: Path
-    dropped: int              # packets the loss rules dropped (nftables counters)
+    dropped: dict             # packets the loss rules dropped, by direction (nftables counters)
 
 
 def record_in_network(log, pcap, scenario: netns.Scenario, size: int = DEFAULT_SIZE,
@@ -70,7 +70,7 @@ def record_in_network(log, pcap, scenario: netns.Scenario, size: int = DEFAULT_S
         with net.capturing(pcap):
             session = run_session(log, script or net_script(scenario), files, client_files,
                                   active=active, workdir=workdir, network=net)
-        dropped = net.dropped() if scenario.loss else 0
+        dropped = net.dropped() if scenario.loss else {}
     return NetRecording(scenario, session, log, pcap, dropped)
 
 
@@ -103,14 +103,13 @@ class Transfer:
     path: str
     bytes: int
     seconds: float
-    verdict: str             # ok | aborted (the server's word) ...
-    reply: str = ""          # the client's last reply for it (226, 425, ...)
+    verdict: str             # the client's word: verified, mismatch, aborted, ...
+    sha256: str | None       # of the bytes the client received or sent
 
 
 @dataclass
 class Measurement:
     transfers: list[Transfer] = field(default_factory=list)
-    hash_checks: list[str] = field(default_factory=list)       # the client's verdict lines
     segments: int = 0
     retransmitted: int = 0                  # segments whose bytes the wire had carried already
     wire_bytes: int = 0
@@ -136,7 +135,7 @@ def measure(log, pcap) -> Measurement:
         if event["type"] == "transfer_end" and event.get("role") == "client":
             result.transfers.append(Transfer(event.get("command", "?"), event.get("path", "?"),
                                              event.get("bytes") or 0, event.get("duration") or 0.0,
-                                             event.get("verdict", "?")))
+                                             event.get("verdict", "?"), event.get("sha256")))
     segments = list(read_segments(pcap))
     result.segments = len(segments)
     result.retransmitted = len(netns.retransmitted_segments(segments))
@@ -155,6 +154,12 @@ def replies(log, code: int) -> list[str]:
     return [e.get("text", "") for e in load(log) if e["type"] == "reply" and e.get("code") == code]
 
 
+def commands(log, verb: str) -> list[str]:
+    """The texts of the commands with this verb in a trace (from either side)."""
+    from .reader import load
+    return [e.get("text", "") for e in load(log) if e["type"] == "command" and e.get("verb") == verb]
+
+
 def report(recording: NetRecording, m: Measurement) -> str:
     """A few lines for the terminal."""
     lines = [f"scenario {recording.scenario.describe()}"]
@@ -162,7 +167,7 @@ def report(recording: NetRecording, m: Measurement) -> str:
         rate = f", {8 * t.bytes / t.seconds / 1e6:.1f} Mbit/s" if t.seconds and t.bytes else ""
         lines.append(f"  {t.command} {t.path}: {t.bytes} B in {t.seconds:.3f} s{rate} ({t.verdict})")
     lines.append(f"  capture: {m.segments} TCP segments, {m.retransmitted} sent again"
-                 + (f"; {recording.dropped} packets dropped by the loss rule" if recording.scenario.loss else ""))
+                 + (f"; the loss rule dropped {sum(recording.dropped.values())} packets" if recording.scenario.loss else ""))
     if recording.scenario.rate:
         lines.append(f"  payload on the wire: {m.wire_rate / 1e6:.1f} Mbit/s against a limit of "
                      f"{netns.rate_bits(recording.scenario.rate) / 1e6:g} Mbit/s")
