@@ -8,6 +8,8 @@ then imports this module.
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
 import subprocess
 import sys
@@ -26,8 +28,39 @@ from trace import model  # noqa: E402
 from trace.capture import why_not  # noqa: E402
 from trace.record import SAMPLE_LOG, SAMPLE_PCAP, record, run_session  # noqa: E402
 
-# Every notebook writes its logs and captures here, never into the repository.
-WORKDIR = Path(tempfile.mkdtemp(prefix="ftpkit-notebook-"))
+WORKDIR_PREFIX = "ftpkit-notebook-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # someone else's process: alive
+        return True
+    return True
+
+
+def _remove_leftovers(directory=None) -> None:
+    """Remove the work folders of notebook kernels that are gone (killed
+    before they could clean up): their names carry the kernel's pid."""
+    for folder in Path(directory or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        pid = folder.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _make_workdir() -> Path:
+    """A folder for this kernel's logs and captures, removed when it exits."""
+    _remove_leftovers()
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    return workdir
+
+
+# Every notebook writes its logs and captures here, never into the
+# repository; a session's files are megabytes, so they go when the kernel does.
+WORKDIR = _make_workdir()
 
 # Files the sessions move: a text file on the client, a binary file on the server.
 NOTES = ("Two channels: commands and replies on one connection,\n"
