@@ -118,7 +118,7 @@ def test_slow_link_carries_the_file_at_about_its_rate(tmp_path, nothing_left_beh
     limit = netns.rate_bits(rate)
     # Within a factor of the rate: never much above it (the token bucket's
     # burst allows a little), and not far below it on a busy machine.
-    assert limit / 4 < m.wire_rate < 1.5 * limit, f"{m.wire_rate / 1e6:.1f} Mbit/s"
+    assert limit / 4 < m.delivered_rate < 1.5 * limit, f"{m.delivered_rate / 1e6:.1f} Mbit/s"
 
 
 @needs_namespaces

@@ -447,17 +447,30 @@ def _before(a: int, b: int) -> bool:
     return 0 < (b - a) % (1 << 32) < (1 << 31)
 
 
-def payload_rate(segments, port: int | None = None) -> tuple[int, float]:
-    """``(bytes, seconds)`` of the payload on data connections (not ``port``,
-    the control port), first data segment to last, retransmissions counted
-    once: the throughput the wire carried."""
-    first = last = None
-    total = 0
-    retransmitted = {id(s) for s in retransmitted_segments(segments)}
+def delivered_rate(segments, control_port: int | None = None) -> tuple[int, float]:
+    """``(bytes, seconds)`` the data connections delivered, as the capture
+    shows it: from each data connection's first payload segment to the last
+    acknowledgement its receiver sent back. Acknowledgements count only what
+    arrived, so this is the rate the link carried, wherever the capture was
+    taken (here in front of the router's queue, which the sender outruns at
+    first)."""
+    first: dict = {}        # data flow -> (time, seq) of its first payload segment
+    last_ack: dict = {}     # data flow -> (time, ack) of the last ACK coming back
     for seg in segments:
-        if not seg.len or port in (seg.sport, seg.dport) or id(seg) in retransmitted:
+        flow = (seg.src, seg.sport, seg.dst, seg.dport)
+        if control_port in (seg.sport, seg.dport):
             continue
-        first = seg.t if first is None else first
-        last = seg.t
-        total += seg.len
-    return total, (last - first) if first is not None else 0.0
+        if seg.len and flow not in first:
+            first[flow] = (seg.t, seg.seq)
+        back = (seg.dst, seg.dport, seg.src, seg.sport)
+        if seg.flags & 0x10 and back in first:
+            last_ack[back] = (seg.t, seg.ack)
+    delivered, start, end = 0, None, None
+    for flow, (t, seq) in first.items():
+        if flow not in last_ack:
+            continue
+        t_ack, ack = last_ack[flow]
+        delivered += (ack - seq) % (1 << 32)
+        start = t if start is None else min(start, t)
+        end = t_ack if end is None else max(end, t_ack)
+    return delivered, (end - start) if start is not None else 0.0

@@ -112,16 +112,16 @@ class Measurement:
     transfers: list[Transfer] = field(default_factory=list)
     segments: int = 0
     retransmitted: int = 0                  # segments whose bytes the wire had carried already
-    wire_bytes: int = 0
-    wire_seconds: float = 0.0
+    delivered_bytes: int = 0                     # delivered on the data connections, by the ACKs
+    delivered_seconds: float = 0.0
     trace_coverage: float = 0.0             # trace bytes found in the capture
     capture_coverage: float = 0.0           # capture bytes found in the trace
     correlated_retransmissions: int | None = None   # what trace.correlate marked, if it marks them
 
     @property
-    def wire_rate(self) -> float:
-        """Bits per second of payload on the data connections."""
-        return 8 * self.wire_bytes / self.wire_seconds if self.wire_seconds else 0.0
+    def delivered_rate(self) -> float:
+        """Bits per second the data connections delivered, by the capture's ACKs."""
+        return 8 * self.delivered_bytes / self.delivered_seconds if self.delivered_seconds else 0.0
 
 
 def measure(log, pcap) -> Measurement:
@@ -139,7 +139,7 @@ def measure(log, pcap) -> Measurement:
     segments = list(read_segments(pcap))
     result.segments = len(segments)
     result.retransmitted = len(netns.retransmitted_segments(segments))
-    result.wire_bytes, result.wire_seconds = netns.payload_rate(segments, netns.SERVER_PORT)
+    result.delivered_bytes, result.delivered_seconds = netns.delivered_rate(segments, netns.SERVER_PORT)
     correlation = correlate(events, segments)
     result.trace_coverage = correlation.coverage.trace_fraction
     result.capture_coverage = correlation.coverage.segment_fraction
@@ -148,16 +148,18 @@ def measure(log, pcap) -> Measurement:
     return result
 
 
-def replies(log, code: int) -> list[str]:
-    """The texts of the replies with this code in a trace (from either side)."""
+def replies(log, code: int, role: str = "client") -> list[str]:
+    """The texts of the replies with this code, as one side traced them."""
     from .reader import load
-    return [e.get("text", "") for e in load(log) if e["type"] == "reply" and e.get("code") == code]
+    return [e.get("text", "") for e in load(log)
+            if e["type"] == "reply" and e.get("code") == code and e.get("role") == role]
 
 
-def commands(log, verb: str) -> list[str]:
-    """The texts of the commands with this verb in a trace (from either side)."""
+def commands(log, verb: str, role: str = "client") -> list[str]:
+    """The texts of the commands with this verb, as one side traced them."""
     from .reader import load
-    return [e.get("text", "") for e in load(log) if e["type"] == "command" and e.get("verb") == verb]
+    return [e.get("text", "") for e in load(log)
+            if e["type"] == "command" and e.get("verb") == verb and e.get("role") == role]
 
 
 def report(recording: NetRecording, m: Measurement) -> str:
@@ -169,7 +171,7 @@ def report(recording: NetRecording, m: Measurement) -> str:
     lines.append(f"  capture: {m.segments} TCP segments, {m.retransmitted} sent again"
                  + (f"; the loss rule dropped {sum(recording.dropped.values())} packets" if recording.scenario.loss else ""))
     if recording.scenario.rate:
-        lines.append(f"  payload on the wire: {m.wire_rate / 1e6:.1f} Mbit/s against a limit of "
+        lines.append(f"  delivered (by the capture's ACKs): {m.delivered_rate / 1e6:.1f} Mbit/s against a limit of "
                      f"{netns.rate_bits(recording.scenario.rate) / 1e6:g} Mbit/s")
     lines.append(f"  correlation: {100 * m.trace_coverage:.2f}% of the trace's bytes in the capture, "
                  f"{100 * m.capture_coverage:.2f}% of the capture's in the trace")
