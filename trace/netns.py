@@ -376,6 +376,7 @@ class WireCapture:
         self.path = Path(path)
         self.ns, self.interface = ns, interface
         self.kept = 0
+        self.kernel_drops = 0        # packets tcpdump could not keep up with (its own count)
         self._process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> "WireCapture":
@@ -410,13 +411,16 @@ class WireCapture:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        found = re.search(r"(\d+) packets? dropped by kernel", process.stderr.read() or "")
+        self.kernel_drops = int(found.group(1)) if found else 0
         process.stderr.close()
         if self.path.exists():
             from .correlate import read_segments
             self.kept = sum(1 for _ in read_segments(self.path))
 
     def summary(self) -> str:
-        return f"capture written to {self.path}: {self.kept} TCP segments on the router-server cable"
+        dropped = f"; tcpdump missed {self.kernel_drops} packets" if self.kernel_drops else ""
+        return f"capture written to {self.path}: {self.kept} TCP segments on the router-server cable{dropped}"
 
 
 # --- what the capture says ---------------------------------------------------------------

@@ -52,6 +52,7 @@ class NetRecording:
     log: Path
     pcap: Path
     dropped: dict             # packets the loss rules dropped, by direction (nftables counters)
+    missed: int               # packets tcpdump missed (the capture is incomplete if not 0)
 
 
 def record_in_network(log, pcap, scenario: netns.Scenario, size: int = DEFAULT_SIZE,
@@ -67,11 +68,11 @@ def record_in_network(log, pcap, scenario: netns.Scenario, size: int = DEFAULT_S
         log.unlink()
     files = server_files if server_files is not None else {NET_FILE: size}
     with netns.Network(scenario) as net:
-        with net.capturing(pcap):
+        with net.capturing(pcap) as capture:
             session = run_session(log, script or net_script(scenario), files, client_files,
                                   active=active, workdir=workdir, network=net)
         dropped = net.dropped() if scenario.loss else {}
-    return NetRecording(scenario, session, log, pcap, dropped)
+    return NetRecording(scenario, session, log, pcap, dropped, capture.kernel_drops)
 
 
 def record_or_sample(directory, scenario: netns.Scenario, size: int = DEFAULT_SIZE,
@@ -170,6 +171,9 @@ def report(recording: NetRecording, m: Measurement) -> str:
         lines.append(f"  {t.command} {t.path}: {t.bytes} B in {t.seconds:.3f} s{rate} ({t.verdict})")
     lines.append(f"  capture: {m.segments} TCP segments, {m.retransmitted} sent again"
                  + (f"; the loss rule dropped {sum(recording.dropped.values())} packets" if recording.scenario.loss else ""))
+    if recording.missed:
+        lines.append(f"  tcpdump missed {recording.missed} packets: the correlation has gaps that the "
+                     "network did not make")
     if recording.scenario.rate:
         lines.append(f"  delivered (by the capture's ACKs): {m.delivered_rate / 1e6:.1f} Mbit/s against a limit of "
                      f"{netns.rate_bits(recording.scenario.rate) / 1e6:g} Mbit/s")
