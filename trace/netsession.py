@@ -42,7 +42,21 @@ def sample_paths(name: str) -> tuple[Path, Path]:
 def sample_command(name: str) -> str:
     """The command that regenerates the sample of scenario ``name``."""
     return (f"python -m trace.record --net {name} --size 512KiB "
-            f"--capture trace/samples/{name}/capture.pcap trace/samples/{name}/session.log")
+            f"--capture trace/samples/{name}/capture.pcap "
+            f"--annotate trace/samples/{name}/annotated.pcapng trace/samples/{name}/session.log")
+
+
+def annotate(log, pcap, out) -> str | None:
+    """Write ``pcap`` again as pcapng with the trace's words on every frame
+    (:mod:`trace.annotate`), so that Wireshark shows them. Returns None when
+    written, else why not, in one line."""
+    try:
+        from .annotate import annotate as write_annotated
+    except ImportError:
+        return "writing an annotated pcapng needs trace.annotate, which this checkout does not have"
+    from .reader import load
+    write_annotated(list(load(log)), pcap, out)
+    return None
 
 
 @dataclass

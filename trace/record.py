@@ -3,6 +3,7 @@
     python -m trace.record session.log                        # + capture.pcap beside it
     python -m trace.record --capture capture.pcap session.log
     python -m trace.record --no-capture session.log           # the trace alone
+    python -m trace.record --net lossy --loss 5% session.log  # across network namespaces (root)
 
 It runs the scripted demo session (``trace.demo``: the reference server and
 client as two processes, both tracing into the log) while :mod:`trace.capture`
@@ -10,6 +11,12 @@ sniffs the loopback interface, then checks the capture against the trace
 (:func:`trace.correlate.correlate`) and prints the coverage. Capturing needs
 root or CAP_NET_RAW; without them it says so in one line and records the
 trace alone.
+
+With ``--net SCENARIO`` (clean, lossy, slow, nat) the session is a get
+between client, router and server namespaces instead, captured on the
+router-server cable (:mod:`trace.netns`, :mod:`trace.netsession`).
+``--annotate OUT.pcapng`` also writes the capture with the trace's words on
+every frame, where :mod:`trace.annotate` exists.
 
 :func:`run_session` runs any script with any files (the tests and the
 benchmark use it); :func:`record` wraps a session in a capture.
@@ -111,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capture", metavar="PCAP",
                         help="capture file to write (default: capture.pcap beside the log)")
     parser.add_argument("--no-capture", action="store_true", help="record the trace alone")
+    parser.add_argument("--annotate", metavar="PCAPNG",
+                        help="also write the capture as pcapng with the trace's words on every "
+                             "frame, for Wireshark (frame.comment)")
     net = parser.add_argument_group(
         "a get across network namespaces (root; see trace/netns.py)",
         "client, router and server each in a namespace of their own, captured on the "
@@ -136,7 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         from .reader import load
         result = correlate(load(log), pcap)
         print(result.summary())
+        if args.annotate:
+            _annotate(log, pcap, Path(args.annotate))
     return status
+
+
+def _annotate(log: Path, pcap: Path, out: Path) -> None:
+    from .netsession import annotate
+    why_not_written = annotate(log, pcap, out)
+    print(f"annotated capture written to {out}" if why_not_written is None
+          else f"no annotated capture: {why_not_written}")
 
 
 SCENARIO_NAMES = ("clean", "lossy", "slow", "nat")
@@ -169,6 +188,8 @@ def _main_net(parser, args, log: Path, pcap: Path | None) -> int:
     print(rec.session.client_output, end="")
     print(f"\ntrace written to {log}, capture to {pcap}")
     print(netsession.report(rec, netsession.measure(log, pcap)))
+    if args.annotate:
+        _annotate(log, pcap, Path(args.annotate))
     print(f"view both: python -m trace.view {log} --pcap {pcap}")
     return 0 if "221" in rec.session.client_output else 1
 
