@@ -143,6 +143,22 @@ def test_behind_nat_passive_works_and_active_gets_425_for_a_connect_to_a_private
     assert {s.src for s in syns if s.dst == netns.SERVER_ADDRESS} == {netns.ROUTER_OUTSIDE}
 
 
+@needs_namespaces
+@pytest.mark.timeout(30)
+def test_no_cable_leads_out_of_the_namespaces(nothing_left_behind):
+    with netns.Network(netns.scenario("nat")) as network:
+        ours = {network.client_ns, network.router_ns, network.server_ns}
+        for ns in ours:
+            links = subprocess.run(["ip", "-n", ns, "-o", "link", "show"],
+                                   capture_output=True, text=True, check=True).stdout.splitlines()
+            for line in links:
+                if ": lo:" in line:
+                    continue
+                # Every other interface is one end of a veth pair whose other end
+                # is in one of this network's namespaces, never the host's.
+                assert line.split()[-1] in ours and "link-netns" in line, line
+
+
 # --- nothing left behind, whatever happens ----------------------------------------------------
 
 @needs_namespaces
