@@ -233,6 +233,27 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@needs_namespaces
+@pytest.mark.timeout(60)
+def test_the_namespaces_of_a_killed_run_are_removed_by_the_next(tmp_path, nothing_left_behind):
+    record = subprocess.Popen([sys.executable, "-m", "trace.record", "--net", "slow", "--rate", "1mbit",
+                               "--size", "8MiB", str(tmp_path / "slow.log")], cwd=REPO_ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(f"ftpkit-{record.pid}" in n for n in built_by_us()):
+            time.sleep(0.1)
+    finally:
+        record.kill()                   # SIGKILL: no chance to clean up
+        record.wait()
+    left = [n for n in built_by_us() if f"ftpkit-{record.pid}" in n]
+    assert left, "the killed run built nothing to leave behind"
+    removed = netns.remove_leftovers()
+    assert all(name.split()[-1] in removed for name in left)
+    assert not [n for n in built_by_us() if f"ftpkit-{record.pid}" in n]
+    assert not _processes_mentioning(str(tmp_path / "slow.log"))
+
+
 # --- without the means -----------------------------------------------------------------------
 
 @pytest.mark.timeout(60)

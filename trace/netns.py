@@ -33,7 +33,9 @@ has an interface in the host's namespace.
 Every namespace, interface and nftables table is named after this process
 and a random suffix, and :class:`Network` removes them on every exit path:
 normal end, exceptions (also half-way through setting up), Ctrl-C, and
-SIGTERM or SIGHUP (turned into an exception while the network exists).
+SIGTERM or SIGHUP (turned into an exception while the network exists). A
+run killed outright (SIGKILL) cannot clean up; the next one removes its
+namespaces (:func:`remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -204,6 +206,7 @@ class Network:
         reason = why_not()
         if reason:
             raise NetworkError(reason)
+        remove_leftovers()
         for ns in (self.client_ns, self.router_ns, self.server_ns):
             _run("ip", "netns", "add", ns)
             self._made.append(ns)
@@ -358,6 +361,40 @@ class Network:
             yield capture
         finally:
             capture.stop()
+
+
+_OUR_NAMESPACE = re.compile(r"^ftpkit-(\d+)[0-9a-f]{4}-(client|router|server)$")
+
+
+def remove_leftovers() -> list[str]:
+    """Remove the namespaces of runs that were killed outright (SIGKILL, a
+    power cut) and so could not clean up: ours by name, and their pid is no
+    longer alive. Returns their names."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    removed = []
+    for line in listed.splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = _OUR_NAMESPACE.match(name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _run(*args: str, stdin: str | None = None) -> None:
