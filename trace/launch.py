@@ -43,15 +43,16 @@ def _environment() -> dict:
 
 @contextmanager
 def serving(log, server_root, server_args=(), *, host: str = "127.0.0.1", port: int = 0,
-            netns: str | None = None, module: str | None = None):
+            netns: str | None = None, module: str | None = None, extra_args=()):
     """The reference server as a process tracing into ``log``; yields its port.
 
     ``host``/``port``: where it listens (port 0: any free port); ``netns``:
     the network namespace it runs in; ``module``: another server module to
-    run instead of ``<implementation>.server``."""
+    run instead of ``<implementation>.server``; ``extra_args``: options the
+    place it runs in needs, besides the caller's ``server_args``."""
     command = [sys.executable, "-m", module or f"{IMPLEMENTATION}.server", "--host", host,
                "--root", str(server_root), "--trace", str(Path(log).resolve()),
-               *server_args, str(port)]
+               *extra_args, *server_args, str(port)]
     server = subprocess.Popen(_in_netns(netns, command), cwd=REPO_ROOT, env=_environment(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

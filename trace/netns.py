@@ -181,6 +181,8 @@ class Network:
             # The reference server refuses a PORT to any address but the
             # client's (RFC 2577); behind NAT that refusal (501) would hide
             # what this scenario shows, the connect that cannot arrive.
+            # (Once the server has an option for it, vsftpd's port_promiscuous,
+            # this becomes placement["extra_args"] = ["--port-promiscuous"].)
             placement["module"] = "trace.permissive_server"
         return placement
 
