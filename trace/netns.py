@@ -210,8 +210,8 @@ class Network:
             raise NetworkError(reason)
         remove_leftovers()
         for ns in (self.client_ns, self.router_ns, self.server_ns):
+            self._made.append(ns)           # first: an interrupt may land right after the add
             _run("ip", "netns", "add", ns)
-            self._made.append(ns)
             self.ip(ns, "link", "set", "lo", "up")
         # Each veth pair is created with its ends already in their namespaces:
         # no end ever exists in the host's namespace.
