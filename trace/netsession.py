@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import netns
-from .launch import REPO_ROOT, Session, run_session
+from .launch import IMPLEMENTATION, REPO_ROOT, Session, run_session
 
 NET_FILE = "data.bin"
 NET_FILE_ACTIVE = "data-active.bin"
@@ -93,8 +93,14 @@ def record_or_sample(directory, scenario: netns.Scenario, size: int = DEFAULT_SI
                      say: Callable[[str], None] | None = print) -> tuple[Path, Path, bool]:
     """For notebooks: record ``scenario`` into ``directory`` if this machine
     can build namespaces, else say why in one line and return the shipped
-    sample. Returns ``(log, pcap, live)``."""
+    sample. Returns ``(log, pcap, live)``.
+
+    In a student release (no solutions/) the sample stands in too: its lab/
+    may not transfer files yet, and the notebook compares links, not code.
+    ``python -m trace.record --net`` runs the student's lab/ all the same."""
     reason = netns.why_not()
+    if reason is None and IMPLEMENTATION != "solutions":
+        reason = "the notebooks show the reference implementation, which a student release does not have"
     if reason is None:
         log = Path(directory, f"{scenario.name}.log")
         pcap = Path(directory, f"{scenario.name}.pcap")
@@ -105,7 +111,7 @@ def record_or_sample(directory, scenario: netns.Scenario, size: int = DEFAULT_SI
         return log, pcap, True
     log, pcap = sample_paths(scenario.name)
     if say:
-        say(f"No network namespaces here ({reason}); using the recorded sample "
+        say(f"No live network session here ({reason}); using the recorded sample "
             f"trace/samples/{scenario.name}/ instead.")
     return log, pcap, False
 
