@@ -104,7 +104,7 @@ def test_loss_towards_the_client_only_drops_only_that_way(tmp_path, nothing_left
     recording, m = record(tmp_path, netns.scenario("lossy", loss=10.0, loss_direction="to-client"))
     assert m.transfers[0].verdict == "verified"
     assert recording.dropped["to-client"] > 0 and recording.dropped["to-server"] == 0
-    again = netns.retransmitted_segments(list(read_segments(recording.pcap)))
+    again = netsession.retransmitted_segments(list(read_segments(recording.pcap)))
     # The file flows from the server: its segments are sent again. (The
     # client may resend a command too: the ACK that would have told it the
     # command arrived was lost on its way.)
@@ -188,6 +188,11 @@ def test_an_exception_inside_the_block_removes_everything(nothing_left_behind):
     with pytest.raises(ZeroDivisionError):
         with netns.Network(netns.scenario("nat")) as network:
             sleeper = subprocess.Popen(["ip", "netns", "exec", network.server_ns, "sleep", "30"])
+            deadline = time.monotonic() + 10
+            while str(sleeper.pid) not in subprocess.run(["ip", "netns", "pids", network.server_ns],
+                                                         capture_output=True, text=True).stdout:
+                assert time.monotonic() < deadline, "the process never entered the namespace"
+                time.sleep(0.05)
             1 / 0
     assert sleeper.wait(timeout=5) == -signal.SIGKILL        # the process inside was stopped too
 
@@ -315,7 +320,7 @@ def test_retransmissions_are_segments_whose_bytes_were_already_seen():
     near_wrap = (1 << 32) - 100
     segments = [seg(1, near_wrap, 100), seg(2, 0, 100), seg(3, near_wrap, 100),     # 3 repeats 1
                 seg(4, 100, 50), seg(5, 120, 50), seg(6, 170, 0)]                   # 5 overlaps 4
-    assert [s.number for s in netns.retransmitted_segments(segments)] == [3, 5]
+    assert [s.number for s in netsession.retransmitted_segments(segments)] == [3, 5]
 
 
 @needs_namespaces

@@ -159,14 +159,69 @@ def measure(log, pcap) -> Measurement:
                                              event.get("verdict", "?"), event.get("sha256")))
     segments = list(read_segments(pcap))
     result.segments = len(segments)
-    result.retransmitted = len(netns.retransmitted_segments(segments))
-    result.delivered_bytes, result.delivered_seconds = netns.delivered_rate(segments, netns.SERVER_PORT)
+    result.retransmitted = len(retransmitted_segments(segments))
+    result.delivered_bytes, result.delivered_seconds = delivered_rate(segments, netns.SERVER_PORT)
     correlation = correlate(events, segments)
     result.trace_coverage = correlation.coverage.trace_fraction
     result.capture_coverage = correlation.coverage.segment_fraction
     if all(hasattr(s, "retransmission") for s in correlation.segments):
         result.correlated_retransmissions = sum(1 for s in correlation.segments if s.retransmission)
     return result
+
+
+def retransmitted_segments(segments) -> list:
+    """The TCP segments whose payload repeats sequence numbers their direction
+    had already carried: what the sender sent again. Independent of the
+    trace; a segment counts when any of its bytes was seen before."""
+    highest: dict = {}       # (src, sport, dst, dport) -> end of the highest sequence seen
+    again = []
+    for seg in segments:
+        if not seg.len:
+            continue
+        flow = (seg.src, seg.sport, seg.dst, seg.dport)
+        start, end = seg.seq, (seg.seq + seg.len) % (1 << 32)
+        if flow not in highest:
+            highest[flow] = end
+            continue
+        # Sequence numbers wrap at 2**32: "a before b" is a short way forward from a to b.
+        if _before(start, highest[flow]):
+            again.append(seg)
+        if _before(highest[flow], end):
+            highest[flow] = end
+    return again
+
+
+def _before(a: int, b: int) -> bool:
+    return 0 < (b - a) % (1 << 32) < (1 << 31)
+
+
+def delivered_rate(segments, control_port: int | None = None) -> tuple[int, float]:
+    """``(bytes, seconds)`` the data connections delivered, as the capture
+    shows it: from each data connection's first payload segment to the last
+    acknowledgement its receiver sent back. Acknowledgements count only what
+    arrived, so this is the rate the link carried, wherever the capture was
+    taken (here in front of the router's queue, which the sender outruns at
+    first)."""
+    first: dict = {}        # data flow -> (time, seq) of its first payload segment
+    last_ack: dict = {}     # data flow -> (time, ack) of the last ACK coming back
+    for seg in segments:
+        flow = (seg.src, seg.sport, seg.dst, seg.dport)
+        if control_port in (seg.sport, seg.dport):
+            continue
+        if seg.len and flow not in first:
+            first[flow] = (seg.t, seg.seq)
+        back = (seg.dst, seg.dport, seg.src, seg.sport)
+        if seg.flags & 0x10 and back in first:
+            last_ack[back] = (seg.t, seg.ack)
+    delivered, start, end = 0, None, None
+    for flow, (t, seq) in first.items():
+        if flow not in last_ack:
+            continue
+        t_ack, ack = last_ack[flow]
+        delivered += (ack - seq) % (1 << 32)
+        start = t if start is None else min(start, t)
+        end = t_ack if end is None else max(end, t_ack)
+    return delivered, (end - start) if start is not None else 0.0
 
 
 def replies(log, code: int, role: str = "client") -> list[str]:
