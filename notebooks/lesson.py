@@ -129,7 +129,7 @@ def tcpdump_capture(log_name: str, script: list[str], **options):
     return log, pcap
 
 
-def network_session(name: str, size: int = 1 << 20, **options):
+def network_session(name: str, size: int = 512 << 10, **options):
     """A get across the namespaces of ``trace.netns`` in scenario ``name``
     (``clean``, ``lossy``, ``slow``, ``nat``; ``options``: ``loss``,
     ``loss_direction``, ``rate``), traced and captured on the cable; or,
