@@ -177,7 +177,6 @@ class Session:
         elif rule.needs_arg and not cmd.arg:
             self.reply(Code.BAD_ARGUMENTS, f"{cmd.verb} needs an argument.")
         elif rule.writes and self.config.read_only:
-            self.close_data_end()
             self.reply(Code.FILE_UNAVAILABLE, f"{cmd.verb}: this server is read-only.")
         else:
             self.carry_out(cmd, getattr(self, rule.handler))
@@ -186,7 +185,6 @@ class Session:
         try:
             handler(cmd.arg)
         except PathRefused as refused:
-            self.close_data_end()
             self.reply(refused.code, str(refused))
         except NotImplementedError as missing:
             # The lab's starter code: a handler not written yet answers 502
@@ -197,7 +195,6 @@ class Session:
         except OSError as err:
             # The disk said no (permission denied, a file deleted meanwhile):
             # the command failed, not the server. 451: try again later.
-            self.close_data_end()
             trace.event("error", message=f"{cmd.verb}: {err}")
             self.reply(Code.LOCAL_ERROR, f"{cmd.verb}: local error: {_reason(err)}.")
         except Exception as bug:

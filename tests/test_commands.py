@@ -6,6 +6,7 @@ and where active-mode data connections come from."""
 from __future__ import annotations
 
 import ftplib
+from contextlib import nullcontext
 import io
 import os
 import re
@@ -387,3 +388,17 @@ def test_eprt_with_the_unspecified_address_means_the_client(ftp, server_root):
         ftp.sendcmd("EPRT |1|127.0.0.2|5000|")
     with pytest.raises(ftplib.error_perm, match="501 Illegal PORT"):
         ftp.sendcmd("PORT 127,0,0,2,19,136")
+
+
+def test_a_failed_command_between_pasv_and_retr_keeps_the_data_connection(ftp, server_root):
+    """curl sends EPSV, SIZE, REST, RETR: a 550 to SIZE must not lose the passive port."""
+    (server_root / "f.txt").write_text("hello")
+    ftp.voidcmd("TYPE I")
+    host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+    for command in ("SIZE missing", "MDTM missing", "MKD f.txt", "REST 1"):
+        with pytest.raises(ftplib.error_perm) if command != "REST 1" else nullcontext():
+            ftp.sendcmd(command)
+    with socket.create_connection((host, port), timeout=10) as data:
+        assert ftp.sendcmd("RETR f.txt").startswith("150")
+        assert data.recv(100) == b"ello"
+    assert ftp.voidresp().startswith("226")
