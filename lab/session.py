@@ -522,9 +522,10 @@ class Session(TreeCommands):
             if self.watch.stopped_by:
                 return False
         deadline = time.monotonic() + CLIENT_GONE_LIMIT
+        poller = select.poll()                    # not select(): descriptors above 1023 exist
+        poller.register(self.control, select.POLLIN)
         while not self.parser.closed and time.monotonic() < deadline:
-            readable, _, _ = select.select([self.control], [], [], CLIENT_GONE_GRACE)
-            if not readable:
+            if not poller.poll(CLIENT_GONE_GRACE * 1000):
                 return True                       # quiet: a live client waiting for its 226
             try:
                 self.parser.receive_data(self.control.recv(helper.CONTROL_READ_SIZE))
