@@ -62,7 +62,7 @@ class Verb:
 
 V = Verb
 VERBS: dict[str, Verb] = {
-    #               handler          arg    login  data   writes
+    #         handler           arg    login  data   writes
     "USER": V("user_",          True,  False, False, False),
     "PASS": V("pass_",          False, False, False, False),
     "QUIT": V("quit_",          False, False, False, False),

@@ -151,7 +151,9 @@ STALE_UPLOAD = re.compile(r"\..+\.[0-9a-f]{8}\.part", re.DOTALL)
 
 
 def _is_control(char: str) -> bool:
-    return char < " " or char == "\x7f"
+    """C0 controls, DEL, and C1 controls (U+0080-U+009F: U+009B is the one-byte
+    CSI some terminals obey just like ESC [)."""
+    return char < " " or "\x7f" <= char <= "\x9f"
 
 
 def _is_within(path: Path, root: Path) -> bool:

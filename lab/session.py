@@ -570,9 +570,9 @@ class Session(TreeCommands):
             self.reply(Code.TRANSFER_COMPLETE, "ABOR command successful.")
 
 
-# Control characters a client may put in a name (anything below a space, and
-# DEL), each to be shown as "?" when the name is echoed in a reply.
-_CONTROL_CHARACTERS = {code: "?" for code in [*range(0x20), 0x7F]}
+# Control characters a client may put in a name (anything below a space,
+# DEL and the C1 controls), each shown as "?" when the name is echoed in a reply.
+_CONTROL_CHARACTERS = {code: "?" for code in [*range(0x20), *range(0x7F, 0xA0)]}
 
 
 def _fit_for_a_reply(text: str) -> str:

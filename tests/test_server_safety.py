@@ -175,7 +175,8 @@ def test_read_only_and_max_per_ip_options():
 # --- dot files and control characters -----------------------------------------------------------
 
 @pytest.mark.parametrize("line", [b"STOR .bashrc", b"RETR .bashrc", b"STOR sub/.profile", b"CWD .ssh",
-                                  b"STOR a\x1b]0;pwned\x07", b"STOR a\rb", b"STOR tab\there", b"RETR \x7f"])
+                                  b"STOR a\x1b]0;pwned\x07", b"STOR a\rb", b"STOR tab\there", b"RETR \x7f",
+                                  "STOR csi\u009b2J".encode()])
 def test_dot_files_and_control_characters_get_553(start_server, server_root, line):
     (server_root / ".bashrc").write_text("secret")
     (server_root / ".ssh").mkdir()
