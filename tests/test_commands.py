@@ -16,24 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from solutions.filesystem import Root
-from solutions.server import Server
-from solutions.session import ServerConfig
-
-
-@pytest.fixture
-def start_server(server_root):
-    servers = []
-
-    def start(**options) -> Server:
-        options.setdefault("login_failure_delay", 0.05)
-        server = Server("127.0.0.1", 0, ServerConfig(Root(server_root), **options)).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
+from test_security import start_server  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -326,12 +309,13 @@ def test_nothing_outside_the_root_is_touched(ftp, server_root):
 
 # --- active mode: data connections come from port L-1 ------------------------------------------------
 
-def active_source_port(ftp: ftplib.FTP, server_root: Path) -> int:
+def retr_actively(ftp: ftplib.FTP, announce) -> int:
+    """RETR f.txt ("hello") in active mode, announced by ``announce(port)``
+    (a PORT or EPRT command); returns the port the data connection came from."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
-    try:
-        port = listener.getsockname()[1]
-        ftp.sendcmd(f"PORT 127,0,0,1,{port >> 8},{port & 0xFF}")
+    with listener:
+        assert ftp.sendcmd(announce(listener.getsockname()[1])).startswith("200")
         ftp.putcmd("RETR f.txt")
         data, peer = listener.accept()
         with data:
@@ -339,8 +323,10 @@ def active_source_port(ftp: ftplib.FTP, server_root: Path) -> int:
         assert ftp.getresp().startswith("150")
         ftp.voidresp()
         return peer[1]
-    finally:
-        listener.close()
+
+
+def active_source_port(ftp: ftplib.FTP, server_root: Path) -> int:
+    return retr_actively(ftp, lambda port: f"PORT 127,0,0,1,{port >> 8},{port & 0xFF}")
 
 
 def test_active_data_connections_come_from_the_port_below_the_control_port(ftp, server_root):
@@ -373,17 +359,7 @@ def test_active_mode_falls_back_when_the_port_below_is_taken(start_server, serve
 def test_eprt_with_the_unspecified_address_means_the_client(ftp, server_root):
     """lftp over IPv6 sends EPRT |2|::|port|; vsftpd takes it as the client's address."""
     (server_root / "f.txt").write_text("hello")
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-    with listener:
-        port = listener.getsockname()[1]
-        assert ftp.sendcmd(f"EPRT |2|::|{port}|").startswith("200")
-        ftp.putcmd("RETR f.txt")
-        data, _ = listener.accept()
-        with data:
-            assert data.recv(100) == b"hello"
-        assert ftp.getresp().startswith("150")
-        ftp.voidresp()
+    retr_actively(ftp, lambda port: f"EPRT |2|::|{port}|")
     with pytest.raises(ftplib.error_perm, match="501 Illegal EPRT"):
         ftp.sendcmd("EPRT |1|127.0.0.2|5000|")
     with pytest.raises(ftplib.error_perm, match="501 Illegal PORT"):

@@ -17,28 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, wait_for
-from solutions.filesystem import Root
-from solutions.server import Server, parse_args
-from solutions.session import ServerConfig, _printable
-from test_security import ATTACKER, Control, receive_all
+from solutions.server import parse_args
+from solutions.session import _printable
+from test_security import ATTACKER, Control, receive_all, start_server  # noqa: F401 (a fixture)
 
 TRIALS = 5
-
-
-@pytest.fixture
-def start_server(server_root):
-    servers = []
-
-    def start(max_per_address: int | None = None, **options) -> Server:
-        options.setdefault("login_failure_delay", 0.05)
-        server = Server("127.0.0.1", 0, ServerConfig(Root(server_root), **options),
-                        max_per_address=max_per_address).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
 
 
 def epsv_port(connection: Control) -> int:
