@@ -6,12 +6,12 @@ and where active-mode data connections come from."""
 from __future__ import annotations
 
 import ftplib
-from contextlib import nullcontext
 import io
 import os
 import re
 import socket
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
