@@ -3,7 +3,7 @@
 # with your code; lab/README.md says what each exercise asks for.
 """The commands that change or describe the tree of files, with no data connection.
 
-MKD, RMD, DELE, RNFR/RNTO (RFC 959), MLST and MDTM (RFC 3659) and STAT:
+MKD, RMD, DELE, RNFR/RNTO (RFC 959), MLST and MDTM (RFC 3659), MFMT and STAT:
 each a few lines, because Root (filesystem.py) does the checking. Every
 path goes through ``Root.resolve``, so these obey the same jail as RETR and
 STOR: nothing outside the root, no dot files, no control characters. The
@@ -12,7 +12,9 @@ Session inherits them; conversation.py's verb table names them.
 
 from __future__ import annotations
 
+import calendar
 import os
+import time
 
 from .filesystem import PathRefused, Resolved, facts, timestamp
 from .protocol import Code
@@ -84,6 +86,20 @@ class TreeCommands:
         if not target.real.is_file():
             raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: no such file.")
         self.reply(Code.FILE_STATUS, timestamp(target.real.stat().st_mtime))
+
+    def mfmt(self, arg: str) -> None:
+        """draft-somers-ftp-mfxx: ``MFMT 20261203123456 path`` sets the modification
+        time (UTC), as ``touch`` would; rclone and lftp keep timestamps with it."""
+        when, _, path = arg.partition(" ")
+        try:
+            mtime = calendar.timegm(time.strptime(when, "%Y%m%d%H%M%S"))
+        except ValueError:
+            raise PathRefused(Code.BAD_ARGUMENTS, "MFMT needs YYYYMMDDHHMMSS and a path.") from None
+        target = self.writable(path)
+        if not target.real.exists():
+            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: no such file or folder.")
+        os.utime(target.real, (target.real.stat().st_atime, mtime))
+        self.reply(Code.FILE_STATUS, f"Modify={when}; {path}")
 
     def stat(self, path: str) -> None:
         if path:

@@ -39,7 +39,7 @@ def download(ftp: ftplib.FTP, name: str, rest: int | None = None) -> bytes:
 
 def test_feat_lists_every_extension(ftp):
     features = ftp.sendcmd("FEAT").splitlines()[1:-1]
-    assert {f.strip() for f in features} >= {"REST STREAM", "MLST type*;size*;modify*;perm*;", "MDTM",
+    assert {f.strip() for f in features} >= {"REST STREAM", "MLST type*;size*;modify*;perm*;", "MDTM", "MFMT",
                                               "SIZE", "HASH SHA-256*", "EPSV", "EPRT", "UTF8"}
     assert all(f.startswith(" ") for f in features)            # RFC 2389: each indented by one space
 
@@ -250,6 +250,10 @@ def test_mlst_mdtm_stat(ftp, server_root):
     assert ftp.sendcmd("MDTM a.txt") == "213 20231114221320"
     with pytest.raises(ftplib.error_perm, match="550"):
         ftp.sendcmd("MDTM missing")
+    assert ftp.sendcmd("MFMT 20200102030405 a.txt") == "213 Modify=20200102030405; a.txt"
+    assert ftp.sendcmd("MDTM a.txt") == "213 20200102030405"
+    with pytest.raises(ftplib.error_perm, match="501"):
+        ftp.sendcmd("MFMT yesterday a.txt")
     status = ftp.sendcmd("STAT")
     assert status.startswith("211-") and "logged in" in status
     listing = ftp.sendcmd("STAT /")
@@ -258,7 +262,7 @@ def test_mlst_mdtm_stat(ftp, server_root):
 
 # --- read-only, dot files and control characters hold for every command --------------------------
 
-WRITES = ["STOR x", "APPE x", "DELE a.txt", "MKD d", "RMD sub", "RNFR a.txt"]
+WRITES = ["STOR x", "APPE x", "DELE a.txt", "MKD d", "RMD sub", "RNFR a.txt", "MFMT 20200102030405 a.txt"]
 
 
 @pytest.mark.parametrize("command", WRITES)
