@@ -163,6 +163,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--root", help=f"directory to serve (default: {DEFAULT_ROOT}, made if missing)")
     parser.add_argument("--read-only", action="store_true",
                         help="refuse every command that changes files (STOR, APPE, DELE, MKD, RMD, RNFR, RNTO)")
+    parser.add_argument("--port-promiscuous", action="store_true",
+                        help="let PORT/EPRT name any address, not only the client's (vsftpd's "
+                             "port_promiscuous; unsafe: RFC 2577's bounce attack; for the NAT experiment)")
     parser.add_argument("--trace", metavar="FILE", help="append trace events (JSON Lines) to FILE")
     parser.add_argument("--user", help="require this user name (default: anonymous login)")
     parser.add_argument("--password", help="password for --user")
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="server: %(message)s")
     config = ServerConfig(root, args.user, args.password, idle_timeout=args.idle_timeout,
                           accept_timeout=args.accept_timeout, transfer_timeout=args.transfer_timeout,
-                          read_only=args.read_only, faults=args.faults)
+                          read_only=args.read_only, port_promiscuous=args.port_promiscuous,
+                          faults=args.faults)
     if args.faults.active:
         print(f"server: injecting faults on the data channel: {args.faults}", file=sys.stderr)
     try:

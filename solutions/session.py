@@ -61,6 +61,7 @@ class ServerConfig:
     transfer_timeout: float = 60.0   # seconds a data connection may stall
     login_failure_delay: float = 1.0
     read_only: bool = False          # refuse every command that changes the disk
+    port_promiscuous: bool = False   # PORT/EPRT to any address (vsftpd's option; for the NAT experiment)
     faults: Faults = field(default_factory=Faults)   # none, unless asked for (faults.py)
 
 
@@ -390,7 +391,7 @@ class Session(TreeCommands):
         # RFC 2577: connecting anywhere but back to the client, or to a
         # privileged port, would let a client use the server to attack a third
         # host (the "bounce attack").
-        if host != self.client_host or port < 1024:
+        if (host != self.client_host and not self.config.port_promiscuous) or port < 1024:
             self.reply(Code.BAD_ARGUMENTS, f"Illegal {verb} command: only to your own address, port 1024 or above.")
             return
         self.close_data_end()

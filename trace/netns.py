@@ -180,10 +180,9 @@ class Network:
         if self.scenario.nat:
             # The reference server refuses a PORT to any address but the
             # client's (RFC 2577); behind NAT that refusal (501) would hide
-            # what this scenario shows, the connect that cannot arrive.
-            # (Once the server has an option for it, vsftpd's port_promiscuous,
-            # this becomes placement["extra_args"] = ["--port-promiscuous"].)
-            placement["module"] = "trace.permissive_server"
+            # what this scenario shows, the connect that cannot arrive. So the
+            # server runs as vsftpd's port_promiscuous would.
+            placement["extra_args"] = ["--port-promiscuous"]
         return placement
 
     def client_placement(self) -> dict:
