@@ -18,6 +18,10 @@ import trace  # noqa: E402
 assert Path(trace.__file__).resolve().parent == REPO_ROOT / "trace", (
     f"imported the wrong trace module: {trace.__file__}; run pytest from the repository root")
 
+# The run fails if the tests leave anything behind: /dev changed, a process,
+# a network namespace or a temporary folder (issue 10). See tests/leakcheck.py.
+from leakcheck import pytest_sessionfinish, pytest_sessionstart, pytest_terminal_summary  # noqa: E402,F401
+
 
 @pytest.fixture
 def server_root(tmp_path: Path) -> Path:
