@@ -279,13 +279,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if session.config.getoption("collectonly", False):
         return
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    basetemp = str(session.config._tmp_path_factory.getbasetemp())    # placed before TMPDIR moves
+    factory = getattr(session.config, "_tmp_path_factory", None)       # absent with -p no:tmpdir
+    basetemp = str(factory.getbasetemp()) if factory else None          # placed before TMPDIR moves
     private_temp = Path(tempfile.mkdtemp(prefix=f"ftpkit-tests-{token}-"))
     session.config.stash[_SAVED_KEY] = (os.environ.get("TMPDIR"), tempfile.tempdir)
     os.environ[TOKEN_VARIABLE] = token          # inherited by every process the tests start
     os.environ["TMPDIR"] = str(private_temp)
     tempfile.tempdir = str(private_temp)
-    session.config.stash[_CHECK_KEY] = LeakCheck(token, os.getpid(), [basetemp, str(private_temp)],
+    session.config.stash[_CHECK_KEY] = LeakCheck(token, os.getpid(), [p for p in (basetemp, str(private_temp)) if p],
                                                  private_temp)
 
 

@@ -163,27 +163,34 @@ def start_ftpkit(root: Path, workdir: Path, *extra: str, trace_log: Path | None 
 # --- pyftpdlib ---------------------------------------------------------------------
 
 PYFTPDLIB_SERVER = """
-import logging, sys
+import logging, socket, sys
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import ThreadedFTPServer
+from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 logging.basicConfig(level=logging.WARNING)
+root, kind = sys.argv[1], sys.argv[2]
 authorizer = DummyAuthorizer()
-authorizer.add_anonymous(sys.argv[1], perm="elradfmwMT")
+authorizer.add_anonymous(root, perm="elradfmwMT")
 FTPHandler.authorizer = authorizer
-server = ThreadedFTPServer(("127.0.0.1", 0), FTPHandler)
+server_class = FTPServer if kind == "async" else ThreadedFTPServer
+server = server_class(("127.0.0.1", 0), FTPHandler, backlog=socket.SOMAXCONN)
+server.max_cons = 1024
+server.max_cons_per_ip = 0
 print("listening on %s:%d" % server.address[:2], flush=True)
 server.serve_forever(handle_exit=True)
 """
 
 
-def start_pyftpdlib(root: Path, workdir: Path) -> RunningServer:
-    """pyftpdlib, anonymous with every permission (its event loop is per process: one per process)."""
+def start_pyftpdlib(root: Path, workdir: Path, kind: str = "threaded") -> RunningServer:
+    """pyftpdlib, anonymous with every permission; ``kind`` "threaded" or "async" (one event loop).
+
+    Its event loop is state of the whole process, hence a process of its own.
+    """
     try:
         import pyftpdlib  # noqa: F401
     except ImportError:
         raise ServerUnavailable("pyftpdlib is not installed (pip install -r requirements.txt)") from None
-    return RunningServer("pyftpdlib", [sys.executable, "-W", "ignore", "-c", PYFTPDLIB_SERVER, str(root)],
+    return RunningServer("pyftpdlib", [sys.executable, "-W", "ignore", "-c", PYFTPDLIB_SERVER, str(root), kind],
                          workdir)
 
 
