@@ -25,8 +25,9 @@ ancestry, private TMPDIR), so another test run on the same machine is never
 blamed; the system temp folder is not scanned for that reason (several runs
 of the kit's tools make ``ftpkit-*`` folders there on a shared machine).
 Namespaces have no owner to ask: a new one is blamed only if it is still
-there after a short grace period, so on a machine where several runs overlap
-it can be another run's. Leaked processes are terminated after they are
+there after a short grace period and no process of another run lives in it,
+so on a machine where several runs overlap an empty one can still be another
+run's (the message says so). Leaked processes are terminated after they are
 reported (they are provably ours) and the private temp folder is removed;
 nothing else is touched, because the check cannot know what a stray entry
 under /dev or a namespace is for.
@@ -189,6 +190,20 @@ def network_namespaces() -> set[str]:
     return {line.split()[0] for line in listing.splitlines() if line.strip()}
 
 
+def namespace_inode(name: str) -> int | None:
+    try:
+        return os.stat(f"/run/netns/{name}").st_ino
+    except OSError:
+        return None
+
+
+def process_namespace_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
 def leftovers(folder: Path) -> list[str]:
     try:
         return sorted(os.listdir(folder))
@@ -227,6 +242,20 @@ class LeakCheck:
                 leaked.append(process)
         return sorted(leaked, key=lambda p: p.pid)
 
+    def foreign_namespaces(self, names: list[str]) -> set[str]:
+        """The namespaces among ``names`` in which a process of another run lives (not ours to blame)."""
+        inodes = {namespace_inode(name): name for name in names}
+        processes = list_processes()
+        ours = descendants(self.own_pid, processes) | {self.own_pid}
+        foreign = set()
+        for process in processes.values():
+            if process.pid in ours or _has_token(process.pid, self.token):
+                continue
+            name = inodes.get(process_namespace_inode(process.pid))
+            if name is not None:
+                foreign.add(name)
+        return foreign
+
     def problems(self, grace: float = GRACE_SECONDS) -> tuple[list[str], list[Proc]]:
         """What the run left behind, as one line each, and the leaked processes.
 
@@ -237,13 +266,15 @@ class LeakCheck:
         while True:
             processes = self.leaked_processes()
             namespaces = sorted(network_namespaces() - self.namespaces)
+            namespaces = [name for name in namespaces if name not in self.foreign_namespaces(namespaces)]
             temps = leftovers(self.temp_folder)
             if not (processes or namespaces or temps) or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
         lines = compare_dev(self.dev, snapshot_dev(self.dev_root))
         lines += [f"{p} is still running (started by the tests)" for p in processes]
-        lines += [f"network namespace {name} is still there ('ip netns del {name}')" for name in namespaces]
+        lines += [f"network namespace {name} is still there ('ip netns del {name}'; made during "
+                  f"this run, though on a shared machine another run may have made it)" for name in namespaces]
         lines += [f"temporary {'folder' if (self.temp_folder / name).is_dir() else 'file'} "
                   f"{self.temp_folder / name} is still there" for name in temps]
         return lines, processes

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,42 @@ def test_dev_snapshot_sees_device_numbers():
         pytest.skip("this machine has no /dev/null")
     assert devices["/dev/null"].kind == "character device"
     assert devices["/dev/null"].rdev == (1, 3)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                    reason="making a network namespace needs root and iproute2 (CI has both)")
+def test_a_namespace_another_run_is_using_is_not_blamed(tmp_path):
+    """A namespace made meanwhile by someone else, with their process in it, is theirs."""
+    namespace = f"ftpkit-foreign-{os.getpid()}"
+    ready = tmp_path / "ready"
+    inner_started = tmp_path / "started"
+    result_holder: dict = {}
+    try:
+        # The inner session waits until the other "run" (this test) has made its namespace.
+
+        def other_run():
+            assert wait_for(inner_started.exists, timeout=30)
+            subprocess.run(["ip", "netns", "add", namespace], check=True)
+            result_holder["occupant"] = subprocess.Popen(["ip", "netns", "exec", namespace, "sleep", "60"])
+            ready.write_text("")
+
+        thread = threading.Thread(target=other_run)
+        thread.start()
+        result = run_inner_session(tmp_path, f"""
+            import os, time
+            def test_waits_for_the_other_run():
+                open({str(inner_started)!r}, "w").close()
+                deadline = time.monotonic() + 30
+                while not os.path.exists({str(ready)!r}) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert os.path.exists({str(ready)!r})
+        """)
+        thread.join()
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert namespace not in result.stdout
+    finally:
+        occupant = result_holder.get("occupant")
+        if occupant is not None:
+            occupant.kill()
+            occupant.wait()
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
