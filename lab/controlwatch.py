@@ -63,9 +63,14 @@ class ControlWatch:
             self._woken.close()
 
     def _watch(self) -> None:
+        # poll, not select: select cannot watch descriptors above 1023, and a
+        # server with a thousand clients has those.
+        poller = select.poll()
+        poller.register(self.control, select.POLLIN)
+        poller.register(self._woken, select.POLLIN)
         while True:
-            readable, _, _ = select.select([self.control, self._woken], [], [])
-            if self._woken in readable:
+            ready = {fd for fd, _ in poller.poll()}
+            if self._woken.fileno() in ready:
                 return
             try:
                 received = self.control.recv(CONTROL_READ_SIZE)

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .protocol import Code
+
 # The longest name of one file or directory most file systems allow, in
 # bytes (NAME_MAX on Linux, ext4, NTFS, APFS). A longer one could never be
 # created or found; refusing it up front gives a clear 553 instead of an
@@ -53,21 +55,21 @@ class Root:
     def resolve(self, cwd: str, name: str) -> Resolved:
         """Turn a client's path (relative to ``cwd``, or absolute) into a real one."""
         if "\0" in name:
-            raise PathRefused(501, "File names cannot contain NUL.")
+            raise PathRefused(Code.BAD_ARGUMENTS, "File names cannot contain NUL.")
         if "\\" in name:
             # On Windows a backslash is a separator; refuse it everywhere so
             # the same path means the same thing on every server.
-            raise PathRefused(553, "File names cannot contain backslashes.")
+            raise PathRefused(Code.NAME_NOT_ALLOWED, "File names cannot contain backslashes.")
         if any(len(part.encode("utf-8")) > NAME_MAX for part in name.split("/")):
-            raise PathRefused(553, f"File name too long (the limit is {NAME_MAX} bytes).")
+            raise PathRefused(Code.NAME_NOT_ALLOWED, f"File name too long (the limit is {NAME_MAX} bytes).")
         if any(_is_control(char) for char in name):
             # ESC, CR, TAB...: a name holding them would be echoed into every
             # other user's listing and terminal.
-            raise PathRefused(553, "File names cannot contain control characters.")
+            raise PathRefused(Code.NAME_NOT_ALLOWED, "File names cannot contain control characters.")
         if any(part.startswith(".") and part not in (".", "..") for part in name.split("/")):
             # Dot files (.bashrc, .ssh, and uploads in progress) are private
             # to whoever owns the folder: never served, listed or written.
-            raise PathRefused(553, "Names starting with '.' are not served.")
+            raise PathRefused(Code.NAME_NOT_ALLOWED, "Names starting with '.' are not served.")
         raise NotImplementedError('ex3: normalise the virtual path; refuse ".." past "/" and links that lead out')
 
     def listing(self, cwd: str, name: str, names_only: bool) -> bytes:
@@ -78,7 +80,7 @@ class Root:
         elif target.real.exists():
             names = [(target.real.name, None)]
         else:
-            raise PathRefused(550, "No such file or directory.")
+            raise PathRefused(Code.FILE_UNAVAILABLE, "No such file or directory.")
         lines = []
         for entry_name, entry in names:
             if names_only:
@@ -110,7 +112,7 @@ class Root:
         """MLSD (RFC 3659 section 7): one ``facts; name`` line per entry of a folder."""
         target = self.resolve(cwd, name)
         if not target.real.is_dir():
-            raise PathRefused(501 if target.real.exists() else 550, "Not a folder.")
+            raise PathRefused(Code.BAD_ARGUMENTS if target.real.exists() else Code.FILE_UNAVAILABLE, "Not a folder.")
         lines = []
         for entry in self.entries(target.real):
             try:
@@ -149,7 +151,9 @@ STALE_UPLOAD = re.compile(r"\..+\.[0-9a-f]{8}\.part", re.DOTALL)
 
 
 def _is_control(char: str) -> bool:
-    return char < " " or char == "\x7f"
+    """C0 controls, DEL, and C1 controls (U+0080-U+009F: U+009B is the one-byte
+    CSI some terminals obey just like ESC [)."""
+    return char < " " or "\x7f" <= char <= "\x9f"
 
 
 def _is_within(path: Path, root: Path) -> bool:

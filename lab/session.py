@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
-import os
 import select
 import socket
 import threading
@@ -33,10 +32,12 @@ from .controlwatch import ControlWatch
 from .conversation import FEATURES, VERBS, ServerConversation, State
 from .datachannel import ConnectingEnd, ListeningEnd
 from .faults import Faults
-from .filesystem import PathRefused, Root, facts, timestamp
+from .filesystem import PathRefused, Root
 from .protocol import (MAX_LINE, Code, Command, CommandParser, ConnectionClosed, LineTooLong,
                        MalformedLine, NotUtf8, UnsupportedFamily, format_epsv_reply,
                        format_pasv_reply, parse_eprt_arg, parse_host_port)
+from .resume import receive_after, send_file_from
+from .treecommands import TreeCommands
 
 log = logging.getLogger("ftpkit.server")
 
@@ -88,7 +89,7 @@ class TransferAborted(OSError):
     """The client said ABOR, or went away, while the bytes were moving."""
 
 
-class Session:
+class Session(TreeCommands):
     def __init__(self, control, config: ServerConfig, stats: ServerStats):
         self.control = control
         self.config = config
@@ -177,7 +178,6 @@ class Session:
         elif rule.needs_arg and not cmd.arg:
             self.reply(Code.BAD_ARGUMENTS, f"{cmd.verb} needs an argument.")
         elif rule.writes and self.config.read_only:
-            self.close_data_end()
             self.reply(Code.FILE_UNAVAILABLE, f"{cmd.verb}: this server is read-only.")
         else:
             self.carry_out(cmd, getattr(self, rule.handler))
@@ -186,7 +186,6 @@ class Session:
         try:
             handler(cmd.arg)
         except PathRefused as refused:
-            self.close_data_end()
             self.reply(refused.code, str(refused))
         except NotImplementedError as missing:
             # The lab's starter code: a handler not written yet answers 502
@@ -197,7 +196,6 @@ class Session:
         except OSError as err:
             # The disk said no (permission denied, a file deleted meanwhile):
             # the command failed, not the server. 451: try again later.
-            self.close_data_end()
             trace.event("error", message=f"{cmd.verb}: {err}")
             self.reply(Code.LOCAL_ERROR, f"{cmd.verb}: local error: {_reason(err)}.")
         except Exception as bug:
@@ -325,59 +323,6 @@ class Session:
             self.cwd = self.config.root.resolve(self.cwd, "..").virtual
         self.reply(Code.FILE_ACTION_OK, f'Directory changed to "{self.cwd}".')
 
-    # --- changing the tree: folders, delete, rename ---------------------------------
-
-    def mkd(self, path: str) -> None:
-        target = self.writable(path)
-        if target.real.exists() or target.real.is_symlink():
-            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: already exists.")
-        target.real.mkdir()
-        quoted = target.virtual.replace('"', '""')
-        self.reply(Code.PATH_CREATED, f'"{quoted}" created.')
-
-    def rmd(self, path: str) -> None:
-        target = self.writable(path)
-        if not target.real.is_dir() or target.real.is_symlink():
-            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: no such folder.")
-        if any(os.scandir(target.real)):
-            # Hidden files count: removing a folder must never remove them.
-            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: folder not empty.")
-        target.real.rmdir()
-        self.reply(Code.FILE_ACTION_OK, f"{path}: folder removed.")
-
-    def dele(self, path: str) -> None:
-        target = self.writable(path)
-        if not target.real.is_file() and not target.real.is_symlink():
-            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: no such file.")
-        target.real.unlink()                      # a link inside the root: the link goes, not its target
-        self.reply(Code.FILE_ACTION_OK, f"{path}: deleted.")
-
-    def rnfr(self, path: str) -> None:
-        target = self.writable(path)
-        if not target.real.exists() and not target.real.is_symlink():
-            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: no such file or folder.")
-        self.rename_from = target
-        self.reply(Code.PENDING, "Ready for RNTO.")           # 350: the conversation is RENAMING
-
-    def rnto(self, path: str) -> None:
-        source, self.rename_from = self.rename_from, None
-        target = self.writable(path)
-        if target.real.is_dir() and not source.real.is_dir():
-            raise PathRefused(Code.NAME_NOT_ALLOWED, f"{path}: a folder of that name exists.")
-        if source.real.is_dir() and _is_inside(target.virtual, source.virtual):
-            raise PathRefused(Code.NAME_NOT_ALLOWED, f"{path}: cannot move a folder into itself.")
-        os.replace(source.real, target.real)      # atomic: the old name or the new, never neither
-        self.reply(Code.FILE_ACTION_OK, f"Renamed to {target.virtual}.")
-
-    def writable(self, path: str):
-        """Resolve a path that a command will create, change or remove."""
-        target = self.config.root.resolve(self.cwd, path)
-        if target.virtual == "/":
-            raise PathRefused(Code.FILE_UNAVAILABLE, "The root folder cannot be changed.")
-        if not target.real.parent.is_dir():
-            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: no such folder.")
-        return target
-
     # --- setting up the data connection ---------------------------------------
 
     def pasv(self, _: str) -> None:
@@ -462,7 +407,7 @@ class Session:
         if offset > size:
             raise PathRefused(Code.INVALID_RESTART, f"REST {offset} is beyond the end of {path} ({size} bytes).")
         if offset:
-            send = lambda data: _send_file_from(data, target.real, offset)       # noqa: E731
+            send = lambda data: send_file_from(data, target.real, offset)       # noqa: E731
         else:
             send = lambda data: helper.send_file(data, target.real)             # noqa: E731
         self.transfer("RETR", target.virtual, "download",
@@ -496,7 +441,7 @@ class Session:
         expected, self.announced_size = self.announced_size, None
         still_wanted = self.client_still_connected if expected is None else None
         if keep:
-            receive = lambda data: _receive_after(data, target.real, keep, expected, still_wanted)  # noqa: E731
+            receive = lambda data: receive_after(data, target.real, keep, expected, still_wanted)  # noqa: E731
         else:
             receive = lambda data: helper.receive_file(                                        # noqa: E731
                 data, target.real, expected_size=expected, still_wanted=still_wanted)
@@ -577,9 +522,10 @@ class Session:
             if self.watch.stopped_by:
                 return False
         deadline = time.monotonic() + CLIENT_GONE_LIMIT
+        poller = select.poll()                    # not select(): descriptors above 1023 exist
+        poller.register(self.control, select.POLLIN)
         while not self.parser.closed and time.monotonic() < deadline:
-            readable, _, _ = select.select([self.control], [], [], CLIENT_GONE_GRACE)
-            if not readable:
+            if not poller.poll(CLIENT_GONE_GRACE * 1000):
                 return True                       # quiet: a live client waiting for its 226
             try:
                 self.parser.receive_data(self.control.recv(helper.CONTROL_READ_SIZE))
@@ -613,33 +559,6 @@ class Session:
         self.transfer("MLSD", self.config.root.resolve(self.cwd, path or ".").virtual, "listing",
                       "Here comes the machine listing.", lambda data: helper.send_bytes(data, lines))
 
-    def mlst(self, path: str) -> None:
-        target = self.config.root.resolve(self.cwd, path or ".")
-        if not target.real.exists():
-            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: no such file or folder.")
-        line = f" {facts(target.real.stat(), not self.config.read_only)} {target.virtual}"
-        self.reply(Code.FILE_ACTION_OK, f"Listing {target.virtual}\n{line}\nEnd.")
-
-    def mdtm(self, path: str) -> None:
-        target = self.config.root.resolve(self.cwd, path)
-        if not target.real.is_file():
-            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: no such file.")
-        self.reply(Code.FILE_STATUS, timestamp(target.real.stat().st_mtime))
-
-    def stat(self, path: str) -> None:
-        if path:
-            # RFC 959: with an argument, a listing sent on the control connection.
-            listing = self.config.root.listing(self.cwd, path, names_only=False)
-            lines = listing.decode("utf-8", "replace").splitlines()
-            self.reply(Code.FILE_STATUS, "\n".join([f"Status of {path}:", *lines, "End of status."]))
-            return
-        state = self.conversation.state.value
-        mode = "read-only" if self.config.read_only else "read-write"
-        self.reply(Code.SYSTEM_STATUS, "\n".join([
-            "ftpkit server status:", f" Connected from {self.client_host}",
-            f" Logged in as {self.user}", f" Current folder {self.cwd} ({mode})",
-            f" Session state: {state}", "End of status."]))
-
     def abor(self, _: str) -> None:
         # During a transfer the ControlWatch saw this ABOR, stopped the
         # transfer and had it answered 426; this 226 comes after that.
@@ -651,9 +570,9 @@ class Session:
             self.reply(Code.TRANSFER_COMPLETE, "ABOR command successful.")
 
 
-# Control characters a client may put in a name (anything below a space, and
-# DEL), each to be shown as "?" when the name is echoed in a reply.
-_CONTROL_CHARACTERS = {code: "?" for code in [*range(0x20), 0x7F]}
+# Control characters a client may put in a name (anything below a space,
+# DEL and the C1 controls), each shown as "?" when the name is echoed in a reply.
+_CONTROL_CHARACTERS = {code: "?" for code in [*range(0x20), *range(0x7F, 0xA0)]}
 
 
 def _fit_for_a_reply(text: str) -> str:
@@ -681,39 +600,6 @@ def _printable(text: str) -> str:
     """Text a client sent, fit for the server's own terminal: control
     characters (ESC above all) shown as escapes, never sent to the terminal."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _is_inside(path: str, folder: str) -> bool:
-    """Is virtual ``path`` the folder itself or somewhere below it?"""
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _send_file_from(sock, path, offset: int) -> int:
-    """A download resumed with REST: the file from byte ``offset`` on."""
-    with open(path, "rb") as file:
-        return sock.sendfile(file, offset)
-
-
-def _receive_after(sock, path, keep: int, expected_size: int | None,
-                   still_wanted: Callable[[], bool] | None) -> int:
-    """An upload resumed with REST, or an APPE: the first ``keep`` bytes of
-    the old file, then what arrives, into a partial copy that replaces the
-    file only when the upload is whole (helper.PartialFile)."""
-    with helper.PartialFile(path) as partial, open(path, "rb") as old:
-        remaining = keep
-        while remaining:
-            block = old.read(min(helper.BUFFER_SIZE, remaining))
-            if not block:
-                break                    # the old file shrank meanwhile: keep what there was
-            partial.file.write(block)
-            remaining -= len(block)
-        received = helper.receive_into(sock, partial.file)
-        if expected_size is not None and received != expected_size:
-            raise helper.IncompleteTransfer(received, expected_size)
-        if still_wanted is not None and not still_wanted():
-            raise helper.IncompleteTransfer(received, None)
-        partial.commit()
-    return received
 
 
 class _Deadline:

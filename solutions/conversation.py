@@ -20,7 +20,8 @@ Three tables:
   the pair), a final 2xx; any 4xx/5xx refuses, and 421 closes the session.
 
 References: RFC 959 section 5.4 (sequencing of commands and replies), RFC
-2428 (EPSV, EPRT), RFC 3659 (REST, MLSD, MLST, MDTM, SIZE).
+2428 (EPSV, EPRT), RFC 3659 (REST, MLSD, MLST, MDTM, SIZE),
+draft-somers-ftp-mfxx (MFMT).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Verb:
 
 V = Verb
 VERBS: dict[str, Verb] = {
-    #               handler          arg    login  data   writes
+    #         handler           arg    login  data   writes
     "USER": V("user_",          True,  False, False, False),
     "PASS": V("pass_",          False, False, False, False),
     "QUIT": V("quit_",          False, False, False, False),
@@ -94,6 +95,7 @@ VERBS: dict[str, Verb] = {
     "ABOR": V("abor",           False, True,  False, False),
     "MLST": V("mlst",           False, True,  False, False),
     "MDTM": V("mdtm",           True,  True,  False, False),
+    "MFMT": V("mfmt",           True,  True,  False, True),
     "SIZE": V("size",           True,  True,  False, False),
     "HASH": V("hash_",          True,  True,  False, False),
     "STAT": V("stat",           False, True,  False, False),
@@ -101,7 +103,7 @@ VERBS: dict[str, Verb] = {
 
 # What FEAT announces (RFC 2389): one line each. "*" marks the MLST facts
 # and the HASH algorithm in use.
-FEATURES = ["EPRT", "EPSV", "HASH SHA-256*", "MDTM", "MLST type*;size*;modify*;perm*;",
+FEATURES = ["EPRT", "EPSV", "HASH SHA-256*", "MDTM", "MFMT", "MLST type*;size*;modify*;perm*;",
             "PASV", "REST STREAM", "SIZE", "UTF8"]
 
 

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .protocol import Code
+
 # The longest name of one file or directory most file systems allow, in
 # bytes (NAME_MAX on Linux, ext4, NTFS, APFS). A longer one could never be
 # created or found; refusing it up front gives a clear 553 instead of an
@@ -50,21 +52,21 @@ class Root:
     def resolve(self, cwd: str, name: str) -> Resolved:
         """Turn a client's path (relative to ``cwd``, or absolute) into a real one."""
         if "\0" in name:
-            raise PathRefused(501, "File names cannot contain NUL.")
+            raise PathRefused(Code.BAD_ARGUMENTS, "File names cannot contain NUL.")
         if "\\" in name:
             # On Windows a backslash is a separator; refuse it everywhere so
             # the same path means the same thing on every server.
-            raise PathRefused(553, "File names cannot contain backslashes.")
+            raise PathRefused(Code.NAME_NOT_ALLOWED, "File names cannot contain backslashes.")
         if any(len(part.encode("utf-8")) > NAME_MAX for part in name.split("/")):
-            raise PathRefused(553, f"File name too long (the limit is {NAME_MAX} bytes).")
+            raise PathRefused(Code.NAME_NOT_ALLOWED, f"File name too long (the limit is {NAME_MAX} bytes).")
         if any(_is_control(char) for char in name):
             # ESC, CR, TAB...: a name holding them would be echoed into every
             # other user's listing and terminal.
-            raise PathRefused(553, "File names cannot contain control characters.")
+            raise PathRefused(Code.NAME_NOT_ALLOWED, "File names cannot contain control characters.")
         if any(part.startswith(".") and part not in (".", "..") for part in name.split("/")):
             # Dot files (.bashrc, .ssh, and uploads in progress) are private
             # to whoever owns the folder: never served, listed or written.
-            raise PathRefused(553, "Names starting with '.' are not served.")
+            raise PathRefused(Code.NAME_NOT_ALLOWED, "Names starting with '.' are not served.")
         ### BEGIN SOLUTION ex3: normalise the virtual path; refuse ".." past "/" and links that lead out
         parts: list[str] = []
         for part in posixpath.join(cwd, name).split("/"):
@@ -72,7 +74,7 @@ class Root:
                 continue
             if part == "..":
                 if not parts:
-                    raise PathRefused(550, "Permission denied: outside the root.")
+                    raise PathRefused(Code.FILE_UNAVAILABLE, "Permission denied: outside the root.")
                 parts.pop()
             else:
                 parts.append(part)
@@ -81,7 +83,7 @@ class Root:
         # A symbolic link inside the root may point outside it: check where the
         # path really leads, as far as it exists.
         if not _is_within(Path(os.path.realpath(real)), self.directory):
-            raise PathRefused(550, "Permission denied: outside the root.")
+            raise PathRefused(Code.FILE_UNAVAILABLE, "Permission denied: outside the root.")
         return Resolved(virtual, real)
         ### END SOLUTION
 
@@ -93,7 +95,7 @@ class Root:
         elif target.real.exists():
             names = [(target.real.name, None)]
         else:
-            raise PathRefused(550, "No such file or directory.")
+            raise PathRefused(Code.FILE_UNAVAILABLE, "No such file or directory.")
         lines = []
         for entry_name, entry in names:
             if names_only:
@@ -125,7 +127,7 @@ class Root:
         """MLSD (RFC 3659 section 7): one ``facts; name`` line per entry of a folder."""
         target = self.resolve(cwd, name)
         if not target.real.is_dir():
-            raise PathRefused(501 if target.real.exists() else 550, "Not a folder.")
+            raise PathRefused(Code.BAD_ARGUMENTS if target.real.exists() else Code.FILE_UNAVAILABLE, "Not a folder.")
         lines = []
         for entry in self.entries(target.real):
             try:
@@ -164,7 +166,9 @@ STALE_UPLOAD = re.compile(r"\..+\.[0-9a-f]{8}\.part", re.DOTALL)
 
 
 def _is_control(char: str) -> bool:
-    return char < " " or char == "\x7f"
+    """C0 controls, DEL, and C1 controls (U+0080-U+009F: U+009B is the one-byte
+    CSI some terminals obey just like ESC [)."""
+    return char < " " or "\x7f" <= char <= "\x9f"
 
 
 def _is_within(path: Path, root: Path) -> bool:
