@@ -244,6 +244,33 @@ def test_ftplib_abort_mid_transfer_then_the_session_goes_on(slow_server, server_
         session.close()
 
 
+@needs_lftp
+@MODES
+def test_lftp_aborts_a_transfer_with_telnet_ip_dm_and_goes_on(slow_server, server_root, tmp_path, passive):
+    """lftp's abort (a killed job) sends Telnet IP, DM as urgent data, then ABOR (RFC 959 4.1.3)."""
+    server, size = slow_server
+    with open(server_root / "slow.bin", "wb") as big:
+        big.truncate(size * 4)
+    script = "; ".join([
+        "set cmd:fail-exit no", "set net:max-retries 1", "set net:timeout 15", "set ftp:ssl-allow no",
+        f"set ftp:passive-mode {'on' if passive else 'off'}",
+        "set ftp:use-telnet-iac yes",            # the default, said out loud: IP/DM before ABOR
+        "get slow.bin -o part.bin &", "sleep 1.5", "kill all", "sleep 0.5", "ls", "quit"])
+    result = run([LFTP, "-d", "-u", "anonymous,interop@example.org", "-e", script,
+                  f"ftp://{server.host}:{server.port}"], cwd=tmp_path)
+    dialogue = []                       # "> COMMAND" and "< reply" lines, from lftp's debug output
+    for line in result.stderr.splitlines():
+        for marker, direction in (("---> ", "> "), ("<--- ", "< ")):
+            if marker in line:
+                dialogue.append(direction + line.split(marker, 1)[1].strip())
+    assert "> RETR slow.bin" in dialogue, "the transfer had not started after 1.5 s\n" + "\n".join(dialogue)
+    abort = dialogue.index("> ABOR")
+    assert dialogue[abort + 1].startswith("< 426"), dialogue[abort:]
+    assert dialogue[abort + 2].startswith("< 226"), dialogue[abort:]
+    assert "> LIST" in dialogue[abort:] and "slow.bin" in result.stdout      # the session went on
+    assert sum(line.startswith("< 220") for line in dialogue) == 1            # on the same connection
+
+
 def mlsd_time(stamp: str) -> int:
     """RFC 3659 time-val (UTC, YYYYMMDDHHMMSS[.sss]) to whole epoch seconds."""
     return calendar.timegm(time.strptime(stamp[:14], "%Y%m%d%H%M%S"))
