@@ -31,6 +31,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -176,3 +177,21 @@ def test_tshark_links_every_data_connection_to_its_command(session_kind, server_
             assert how == method, (command, link)
             assert linked_command == command or linked_command in COMMANDS_BETWEEN, (command, link)
     assert not unlinked, "tshark did not link:\n" + "\n".join(unlinked)
+
+
+def test_tshark_links_port_data_connections_that_come_from_port_20(ftp_server, monkeypatch, tmp_path):
+    """Why PORT is not linked, shown: the same session, with the server's data connections
+    from port 20 (what vsftpd does as root), is linked in full. This is the fix proposed
+    for the server (connect from port 20 when it may); the xfail above goes when it lands."""
+    from solutions.session import Session
+    monkeypatch.setattr(Session, "default_data_port", lambda self: (self.control.getsockname()[0], 20))
+    host, port = ftp_server.address
+    server = SimpleNamespace(host=host, port=port)
+    capture = LoopbackCapture(tmp_path / "port20.pcap")
+    try:
+        commands = ftplib_session(server, passive=False)
+    finally:
+        capture.stop()
+    links = tshark_links(tmp_path / "port20.pcap", port)
+    from_port_20 = sorted((command, method) for ports, (frame, method, command) in links.items() if 20 in ports)
+    assert from_port_20 == sorted((command, "PORT") for command in commands)
