@@ -17,6 +17,7 @@ into a skip with its one-line reason); a server that does not come up raises
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -186,10 +187,8 @@ def start_pyftpdlib(root: Path, workdir: Path, kind: str = "threaded") -> Runnin
 
     Its event loop is state of the whole process, hence a process of its own.
     """
-    try:
-        import pyftpdlib  # noqa: F401
-    except ImportError:
-        raise ServerUnavailable("pyftpdlib is not installed (pip install -r requirements.txt)") from None
+    if importlib.util.find_spec("pyftpdlib") is None:
+        raise ServerUnavailable("pyftpdlib is not installed (pip install -r requirements.txt)")
     return RunningServer("pyftpdlib", [sys.executable, "-W", "ignore", "-c", PYFTPDLIB_SERVER, str(root), kind],
                          workdir)
 
