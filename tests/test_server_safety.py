@@ -309,7 +309,6 @@ def test_no_escape_from_a_client_reaches_the_operators_terminal(server_process, 
         if code == 221:
             break
     connection.close()
-    server.process.terminate()
-    server.process.wait(timeout=5)
-    printed = server.process.stdout.read() + server.process.stderr.read()
+    server.stop()
+    printed = server.output()
     assert "\x1b" not in printed and "\x07" not in printed
