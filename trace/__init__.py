@@ -5,16 +5,47 @@ Run the kit from the repository root (``python -m trace.view ...``, or
 ``pytest``, which is configured to put the root first on ``sys.path``), so
 that this package is the one imported. A notebook must put the repository
 root first on ``sys.path`` before ``import trace``.
+
+``import trace`` loads only the tracer, which is all a traced server or
+client needs. The reader and the correlation are loaded the first time a
+program asks for them (``trace.load``, ``trace.correlate``), through the
+module ``__getattr__`` of PEP 562.
 """
 
-from . import correlate  # callable: trace.correlate(events, packets)
-from .reader import Event, TraceError, load, read_log
+import importlib
+
 from .tracer import (FORMAT, SCHEMA_VERSION, TracedSocket, Tracer, connected, current,
-                     event, listening, start, stop)
+                     event, listening, start, stop, transfer_end)
+
+# Names that live in other modules of the package, loaded on first use.
+_LAZY = {
+    "Event": "reader", "TraceError": "reader", "load": "reader", "read_log": "reader",
+    "follow": "reader",
+}
+# Submodules a caller may reach as attributes (``trace.correlate(events, packets)``:
+# the correlate module is callable).
+_SUBMODULES = {"announce", "capture", "correlate", "demo", "diagram", "model", "plots",
+               "reader", "record", "schema", "segments", "selection", "text", "units",
+               "validate", "view"}
 
 __all__ = [
     "correlate",
-    "Event", "TraceError", "load", "read_log",
+    "Event", "TraceError", "load", "read_log", "follow",
     "FORMAT", "SCHEMA_VERSION", "TracedSocket", "Tracer",
-    "connected", "current", "event", "listening", "start", "stop",
+    "connected", "current", "event", "listening", "start", "stop", "transfer_end",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value          # the next lookup is a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
