@@ -14,7 +14,8 @@ import pytest
 
 import trace
 from conftest import REPO_ROOT, run_client
-from trace.schema import EVENTS, problems
+from trace.schema import EVENTS
+from trace.validate import problems
 
 
 @pytest.fixture

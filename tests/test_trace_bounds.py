@@ -5,7 +5,7 @@ import socket
 
 import trace
 from trace.linetap import ERROR_EVENTS_FREE, FOLD_LIMIT
-from trace.schema import problems
+from trace.validate import problems
 
 FLOOD = 100_000          # bare line ends: far more error lines than the free budget
 
