@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .model import CLIENT, CLOSE, DATA, LINE, OPEN, Step
+from .records import CLIENT, CLOSE, DATA, LINE, OPEN, Step
 from .printable import printable
 from .units import format_bytes, format_duration, format_rate
 
