@@ -221,3 +221,14 @@ def test_data_reads_are_logged_in_batches_with_exact_offsets(traced_session):
     assert recvs[-1].len == 0                                  # the FIN, logged on its own
     assert 2 <= len(recvs) - 1 <= 4                            # batches of about 1 MiB
     assert all(a.offset + a.len == b.offset for a, b in zip(recvs, recvs[1:]))
+
+
+def test_import_trace_loads_only_the_tracer():
+    """A traced server imports trace to write; reading and correlating load on first use."""
+    code = ("import sys, trace\n"
+            "print(sorted(m for m in sys.modules if m == 'trace' or m.startswith('trace.')))\n"
+            "trace.load, trace.TraceError, trace.correlate.correlate\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "['trace', 'trace.linetap', 'trace.tracer']"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -18,6 +17,7 @@ import trace
 from trace.model import KEEP_ERRORS, Session
 from trace.tracer import MAX_LINE_BYTES
 from trace.view import main
+from tests.test_view_cli import follow_while
 from tests.view_sessions import HOSTILE, hostile_session, passive_session
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -159,12 +159,7 @@ def test_follow_starts_again_after_the_log_is_truncated_in_place(capsys, tmp_pat
         with open(live, "ab") as out:
             out.write(later.read_bytes())
 
-    thread = threading.Thread(target=rotate)
-    thread.start()
-    status = main(["--follow", "--follow-timeout", "1.5", "--width", "120", "--no-color",
-                   str(live)])
-    thread.join()
-    out, err = capsys.readouterr()
+    status, out, err = follow_while(capsys, rotate, live, timeout=1.5)
     assert status == 0
     assert "USER anna" in out                              # before the rotation
     assert "NOOP after the rotation" in out                # after it

@@ -141,15 +141,21 @@ RETR_BYTES = sum(RETR_SIZES)
 RETR_DURATION = 0.006
 
 
-def passive_session() -> Script:
-    """Log in, PASV + RETR a.bin (206608 bytes), a 550 for a missing file, QUIT."""
-    s = Script()
+def _greeted(s: Script) -> Link:
+    """Both sides start tracing, the client connects, the server greets it."""
     s.header("server", 0.0)
     listener = s.listen("server", 0.0005, "control", "127.0.0.1:2121")
     s.header("client", 0.001)
     control = s.connect(0.002, "control", "client", "127.0.0.1:50000", "127.0.0.1:2121",
                         listener)
     control.line("server", 0.003, "220 ftpkit ready")
+    return control
+
+
+def passive_session() -> Script:
+    """Log in, PASV + RETR a.bin (206608 bytes), a 550 for a missing file, QUIT."""
+    s = Script()
+    control = _greeted(s)
     control.line("client", 0.004, "USER anna")
     control.line("server", 0.005, "331 Password required")
     control.line("client", 0.006, "PASS ****")
@@ -188,12 +194,7 @@ def passive_session() -> Script:
 def active_session() -> Script:
     """PORT + STOR up.txt (5000 bytes): the client listens, the server connects."""
     s = Script()
-    s.header("server", 0.0)
-    listener = s.listen("server", 0.0005, "control", "127.0.0.1:2121")
-    s.header("client", 0.001)
-    control = s.connect(0.002, "control", "client", "127.0.0.1:50000", "127.0.0.1:2121",
-                        listener)
-    control.line("server", 0.003, "220 ftpkit ready")
+    control = _greeted(s)
     port = s.listen("client", 0.004, "data", "127.0.0.1:50010")
     control.line("client", 0.005, "PORT 127,0,0,1,195,90")
     control.line("server", 0.006, "200 PORT ok")
@@ -219,12 +220,7 @@ HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e\ud800"
 def hostile_session() -> Script:
     """A session whose every peer-written text carries terminal escapes."""
     s = Script()
-    s.header("server", 0.0)
-    listener = s.listen("server", 0.0005, "control", "127.0.0.1:2121")
-    s.header("client", 0.001)
-    control = s.connect(0.002, "control", "client", "127.0.0.1:50000", "127.0.0.1:2121",
-                        listener)
-    control.line("server", 0.003, "220 ftpkit ready")
+    control = _greeted(s)
     control.line("client", 0.004, f"USER {HOSTILE}anna")
     control.line("server", 0.005, f"530 no such user {HOSTILE}")
     for role in ("server", "client"):

@@ -17,19 +17,21 @@ import importlib
 from .tracer import (FORMAT, SCHEMA_VERSION, TracedSocket, Tracer, connected, current,
                      event, listening, start, stop, transfer_end)
 
-# Names that live in other modules of the package, loaded on first use.
+# Names that live in other modules of the package, loaded on first use:
+# name -> (module, name in it).
 _LAZY = {
-    "Event": "reader", "TraceError": "reader", "load": "reader", "read_log": "reader",
-    "follow": "reader",
+    "Event": ("reader", "Event"), "TraceError": ("reader", "TraceError"),
+    "load": ("reader", "load"), "read_log": ("reader", "read_log"),
+    "follow": ("reader", "follow"), "correlate_session": ("correlate", "correlate"),
 }
 # Submodules a caller may reach as attributes (``trace.correlate(events, packets)``:
 # the correlate module is callable).
-_SUBMODULES = {"announce", "capture", "correlate", "demo", "diagram", "model", "plots",
-               "reader", "record", "schema", "segments", "selection", "text", "units",
-               "validate", "view"}
+_SUBMODULES = {"announce", "capture", "check", "correlate", "demo", "diagram", "linetap",
+               "model", "plots", "presentation", "printable", "reader", "record", "records",
+               "schema", "segments", "selection", "units", "validate", "view"}
 
 __all__ = [
-    "correlate",
+    "correlate", "correlate_session",
     "Event", "TraceError", "load", "read_log", "follow",
     "FORMAT", "SCHEMA_VERSION", "TracedSocket", "Tracer",
     "connected", "current", "event", "listening", "start", "stop", "transfer_end",
@@ -38,7 +40,8 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
     elif name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
     else:

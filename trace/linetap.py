@@ -39,9 +39,24 @@ MAX_TEXT = 64 * 1024
 MAX_PENDING = 64 * 1024
 
 
+# Reply lines, as trace.announce (the kit's one parser of the control channel's
+# announcements and reply lines) reads them, with the same names and meaning:
+# when that module is in the package, these three become an import from it.
+def reply_code(line: str) -> int | None:
+    """The code of a reply line (``NNN text``, ``NNN-text``, a bare ``NNN``:
+    RFC 959 section 4.2), or None for any other line."""
+    if len(line) >= 3 and line[:3].isdigit() and (len(line) == 3 or line[3] in " -"):
+        return int(line[:3])
+    return None
+
+
 def is_reply_line(line: str) -> bool:
-    """``NNN text``, ``NNN-text`` or a bare ``NNN`` (RFC 959 section 4.2)."""
-    return len(line) >= 3 and line[:3].isdigit() and (len(line) == 3 or line[3] in " -")
+    return reply_code(line) is not None
+
+
+def ends_reply(line: str, code: int) -> bool:
+    """Whether ``line`` is the last line of a reply with this ``code``."""
+    return reply_code(line) == code and (len(line) == 3 or line[3] == " ")
 
 
 def is_error_line(line: str) -> bool:
@@ -50,8 +65,9 @@ def is_error_line(line: str) -> bool:
     A command verb is three or four ASCII letters (RFC 959 section 5.3.1);
     an empty line or a line of punctuation costs the sender next to nothing.
     """
-    if is_reply_line(line):
-        return line[0] in "45"
+    code = reply_code(line)
+    if code is not None:
+        return code >= 400
     verb = line.partition(" ")[0]
     return not (3 <= len(verb) <= 4 and verb.isascii() and verb.isalpha())
 
@@ -161,19 +177,17 @@ class LineTap:
             self._line(raw.rstrip(b"\r\n").decode("utf-8", "replace"), line_offset, len(raw), t)
 
     def _line(self, line: str, offset: int, length: int, t: float | None) -> None:
-        reply_line = is_reply_line(line)
-        if self.reply_lines or reply_line:
+        if self.reply_lines or is_reply_line(line):
             if not self.reply_lines:
                 self.reply_offset = offset
             self.reply_lines.append(line)
-            first = self.reply_lines[0]
+            code = reply_code(self.reply_lines[0])
             # A reply ends on a line that starts with its code and a space
             # (RFC 959 section 4.2); "123-" opens a multi-line reply.
-            if reply_line and line[:3] == first[:3] and (len(line) == 3 or line[3] == " ") \
-                    and (len(self.reply_lines) > 1 or len(first) == 3 or first[3] == " "):
+            if ends_reply(line, code):
                 text = cut("\n".join(self.reply_lines))
                 self.reply_lines = []
-                self._event("reply", first[0] in "45", dict(code=int(first[:3]), text=text),
+                self._event("reply", code >= 400, dict(code=code, text=text),
                             self.reply_offset, offset + length - self.reply_offset, t)
             return
         verb, _, arg = line.partition(" ")
