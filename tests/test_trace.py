@@ -232,3 +232,27 @@ def test_import_trace_loads_only_the_tracer():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[0] == "['trace', 'trace.linetap', 'trace.tracer']"
+
+
+def test_transfer_end_is_written_one_way(tmp_path):
+    """trace.transfer_end names the connections from the sockets and times the transfer."""
+    import socket
+    import time
+    log = tmp_path / "ends.log"
+    tracer = trace.start(log, "server")
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as listener, \
+                socket.create_connection(listener.getsockname()) as peer:
+            raw, _ = listener.accept()
+            data = trace.connected(raw, "data")
+            started = time.monotonic()
+            trace.transfer_end("RETR", "/a.bin", "download", moved=10, started=started,
+                               verdict="ok", data=data, control=None)
+            data.close()
+    finally:
+        trace.stop()
+    end = next(e for e in trace.load(log) if e.type == "transfer_end")
+    assert problems(end) == []
+    assert (end.command, end.path, end.bytes, end.verdict) == ("RETR", "/a.bin", 10, "ok")
+    assert end.conn == data.conn and end.control is None and end.sha256 is None
+    assert 0 <= end.duration < 60 and end.pid == tracer.pid
