@@ -152,6 +152,15 @@ def _greeted(s: Script) -> Link:
     return control
 
 
+def _quit(control: Link, t: float) -> None:
+    """QUIT, 221, and the server closes first."""
+    control.line("client", t, "QUIT")
+    control.line("server", round(t + 0.001, 6), "221 Bye")
+    control.close("server", round(t + 0.002, 6))
+    control.eof("client", round(t + 0.0025, 6))
+    control.close("client", round(t + 0.003, 6))
+
+
 def passive_session() -> Script:
     """Log in, PASV + RETR a.bin (206608 bytes), a 550 for a missing file, QUIT."""
     s = Script()
@@ -183,11 +192,7 @@ def passive_session() -> Script:
     control.line("server", 0.020, "226 Transfer complete")
     control.line("client", 0.021, "RETR missing.bin")
     control.line("server", 0.022, "550 No such file")
-    control.line("client", 0.030, "QUIT")
-    control.line("server", 0.031, "221 Bye")
-    control.close("server", 0.032)
-    control.eof("client", 0.0325)
-    control.close("client", 0.033)
+    _quit(control, 0.030)
     return s
 
 
@@ -228,9 +233,5 @@ def hostile_session() -> Script:
                direction="download", conn=None, control=control.conn[role], bytes=0,
                duration=0.001, sha256=None, verdict="aborted")
     s.emit("server", 0.007, "error", message=f"bad name {HOSTILE}", conn=None, code=None)
-    control.line("client", 0.008, "QUIT")
-    control.line("server", 0.009, "221 Bye")
-    control.close("server", 0.010)
-    control.eof("client", 0.0105)
-    control.close("client", 0.011)
+    _quit(control, 0.008)
     return s
