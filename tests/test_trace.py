@@ -248,11 +248,14 @@ def test_transfer_end_is_written_one_way(tmp_path):
             started = time.monotonic()
             trace.transfer_end("RETR", "/a.bin", "download", moved=10, started=started,
                                verdict="ok", data=data, control=None)
+            trace.transfer_end("STOR", "b.bin", "upload", moved=3, duration=0.25,
+                               verdict="aborted", data=None, control=data.conn)
             data.close()
     finally:
         trace.stop()
-    end = next(e for e in trace.load(log) if e.type == "transfer_end")
-    assert problems(end) == []
+    end, upload = [e for e in trace.load(log) if e.type == "transfer_end"]
+    assert problems(end) == [] and problems(upload) == []
+    assert (upload.duration, upload.conn, upload.control) == (0.25, None, data.conn)
     assert (end.command, end.path, end.bytes, end.verdict) == ("RETR", "/a.bin", 10, "ok")
     assert end.conn == data.conn and end.control is None and end.sha256 is None
     assert 0 <= end.duration < 60 and end.pid == tracer.pid

@@ -120,20 +120,27 @@ def event(type: str, **fields) -> None:
         _current.emit(type, **fields)
 
 
-def transfer_end(command: str, path: str, direction: str, *, moved: int, started: float,
-                 verdict: str, data=None, control=None, sha256: str | None = None) -> None:
+def transfer_end(command: str, path: str, direction: str, *, moved: int, verdict: str,
+                 started: float | None = None, duration: float | None = None,
+                 data=None, control=None, sha256: str | None = None) -> None:
     """Record the end of a transfer: the one way server and client write it.
 
-    ``started`` is the ``time.monotonic()`` of its start; ``data`` and
-    ``control`` are the (traced) sockets it used, if any, which name the
-    connections. ``verdict`` is one of ok, verified, mismatch, unverified
-    or aborted.
+    Give ``started`` (the ``time.monotonic()`` of its start) or the
+    ``duration`` in seconds. ``data`` and ``control`` name the connections
+    it used: a traced socket, its connection id, or None. ``verdict`` is one
+    of ok, verified, mismatch, unverified or aborted.
     """
-    if _current is not None:
-        _current.emit("transfer_end", command=command, path=path, direction=direction,
-                      conn=getattr(data, "conn", None), control=getattr(control, "conn", None),
-                      bytes=moved, duration=round(time.monotonic() - started, 6),
-                      sha256=sha256, verdict=verdict)
+    if _current is None:
+        return
+    if duration is None:
+        duration = time.monotonic() - started if started is not None else 0.0
+    _current.emit("transfer_end", command=command, path=path, direction=direction,
+                  conn=_connection_id(data), control=_connection_id(control), bytes=moved,
+                  duration=round(duration, 6), sha256=sha256, verdict=verdict)
+
+
+def _connection_id(end) -> int | None:
+    return end if isinstance(end, int) or end is None else getattr(end, "conn", None)
 
 
 def connected(sock: socket.socket, channel: str, tracer: Tracer | None = None):
