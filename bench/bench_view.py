@@ -2,10 +2,17 @@
 
     python bench/bench_view.py                         # 100,000 and 1,000,000 events
     python bench/bench_view.py --events 10000,100000   # other sizes (quicker)
+    python bench/bench_view.py --kinds errors          # only the flood of error replies
 
-For each size it writes a log of a session as the tracer would (both sides:
-control lines, PASV, RETR, one data connection per file carrying 64 KiB
-segments, transfer events), then prints one row:
+For each size it writes two logs, as the tracer would write them (both sides):
+
+* ``normal``: control lines, PASV, RETR, one data connection per file
+  carrying 64 KiB segments, transfer events;
+* ``errors``: a client sending junk lines, each answered by a 500 reply, as
+  an unfolded flood (what the tracer wrote before it folded floods, and what
+  a hand-made log may hold): mostly error replies.
+
+and prints one row per log:
 
 * ``json decode``: the time to merely ``json.loads`` every line of the log,
   the least any reader could do;
@@ -13,10 +20,11 @@ segments, transfer events), then prints one row:
   timed as fresh processes, so each includes starting Python; the best of
   ``--runs`` runs, 3 by default, since a busy machine adds noise);
 * ``ratio``: the second over the first (goal: at most 3x);
-* ``peak traced`` and ``max RSS``: the peak of Python allocations during
-  ``--summary`` (tracemalloc) and the process's resident size at its
-  largest, each measured in a fresh process of its own so that peaks do not
-  mix (goal: flat, not growing with the log).
+* ``peak traced`` and ``max RSS``: the peak of Python allocations
+  (tracemalloc) and the process's resident size at its largest, each
+  measured in a fresh process of its own so that peaks do not mix, in each
+  mode: ``--summary``, the diagram, and ``--json`` (goal: flat in every
+  mode, not growing with the log).
 
 The number of files (``--files``, default 20) stays the same for every size,
 so the bigger logs have bigger files: the viewer keeps one small record per
@@ -133,6 +141,46 @@ def write_session(path: Path, events: int, files: int) -> int:
         return w.count
 
 
+def write_error_flood(path: Path, events: int) -> int:
+    """A session that is mostly error replies: junk lines, each answered by a 500."""
+    c_ctl, s_ctl = "127.0.0.1:50000", "127.0.0.1:2121"
+    junk = max(1, (events - 7) // 8)
+    with open(path, "w", encoding="utf-8") as out:
+        w = LogWriter(out)
+        offsets = {CLIENT: 0, SERVER: 0}
+
+        def line(sender: int, text: str, n: int) -> None:
+            receiver = CLIENT if sender == SERVER else SERVER
+            size = len(text) + 2
+            for pid, kind, direction in ((sender, "send", "out"), (receiver, "recv", "in")):
+                local, remote = (c_ctl, s_ctl) if pid == CLIENT else (s_ctl, c_ctl)
+                conn = 1 if pid == CLIENT else 2
+                base = (end(conn, "control", local, remote)
+                        + f',"dir":"{direction}","offset":{offsets[sender]},"len":{size}')
+                w.emit(pid, kind, base + f',"text":"{text}\\r\\n"')
+                if sender == SERVER:
+                    w.emit(pid, "reply", base + f',"code":{text[:3]},"text":"{text}"')
+                else:
+                    w.emit(pid, "command", base + f',"verb":"{text}","arg":"","text":"{text}"')
+            offsets[sender] += size
+
+        for pid in (SERVER, CLIENT):
+            w.emit(pid, "header", f',"format":"ftpkit-trace","schema":1,"host":"bench",'
+                                  f'"start":{w.t:.6f}')
+        w.emit(SERVER, "listen", f',"conn":1,"channel":"control","local":"{s_ctl}"')
+        w.emit(CLIENT, "connect", end(1, "control", c_ctl, s_ctl))
+        w.emit(SERVER, "accept", ',"listener":1' + end(2, "control", s_ctl, c_ctl))
+        for n in range(junk):
+            line(CLIENT, f"X{n}", n)
+            line(SERVER, f"500 Unknown command X{n}.", n)
+        w.emit(SERVER, "close", end(2, "control", s_ctl, c_ctl) + ',"sent":0,"received":0')
+        w.emit(CLIENT, "close", end(1, "control", c_ctl, s_ctl) + ',"sent":0,"received":0')
+        return w.count
+
+
+LOGS = {"normal": write_session, "errors": write_error_flood}
+MODES = {"--summary": ["--summary"], "diagram": ["--width", "120"], "--json": ["--json"]}
+
 # What each fresh process runs. Each prints one number on its last line.
 JSON_DECODE = """
 import json, sys
@@ -146,7 +194,7 @@ sys.path.insert(0, os.getcwd())
 from trace.view import main
 sys.stdout = open(os.devnull, "w")
 tracemalloc.start()
-status = main(["--summary", sys.argv[1]])
+status = main(sys.argv[2:] + [sys.argv[1]])
 peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
@@ -165,12 +213,12 @@ def best_of(runs: int, command: list[str]) -> float:
     return min(timed(command) for _ in range(runs))
 
 
-def peak_memory(log: Path) -> tuple[int, int]:
-    result = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(log)], cwd=ROOT, check=True,
-                            capture_output=True, text=True)
+def peak_memory(log: Path, mode: list[str]) -> tuple[int, int]:
+    result = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(log), *mode], cwd=ROOT,
+                            check=True, capture_output=True, text=True)
     status, peak, rss = result.stdout.split()[-3:]
     if status != "0":
-        raise SystemExit(f"--summary failed on {log}: {result.stderr}")
+        raise SystemExit(f"trace.view {' '.join(mode)} failed on {log}: {result.stderr}")
     return int(peak), int(rss)
 
 
@@ -181,23 +229,33 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=20, help="downloads in each session")
     parser.add_argument("--runs", type=int, default=3, help="time each command this many "
                                                           "times and keep the best")
+    parser.add_argument("--kinds", default=",".join(LOGS),
+                        help=f"which logs (default {','.join(LOGS)})")
     args = parser.parse_args()
     sizes = [int(n) for n in args.events.split(",")]
+    kinds = args.kinds.split(",")
     MiB = 1 << 20
-    print(f"{'events':>10} {'log':>9} {'json decode':>12} {'--summary':>10} {'ratio':>6} "
-          f"{'peak traced':>12} {'max RSS':>9}")
+    memory_header = " ".join(f"{mode + ' peak/RSS':>22}" for mode in MODES)
+    print(f"{'log':>7} {'events':>10} {'size':>8} {'json decode':>12} {'--summary':>10} "
+          f"{'ratio':>6} {memory_header}")
     with tempfile.TemporaryDirectory(prefix="bench-view-") as tmp:
         for size in sizes:
-            log = Path(tmp) / f"session-{size}.log"
-            count = write_session(log, size, args.files)
-            decode = best_of(args.runs, [sys.executable, "-c", JSON_DECODE, str(log)])
-            view = best_of(args.runs, [sys.executable, "-m", "trace.view", "--summary", str(log)])
-            peak, rss = peak_memory(log)
-            print(f"{count:>10,} {log.stat().st_size / MiB:>7.0f} MB {decode:>10.2f} s "
-                  f"{view:>8.2f} s {view / decode:>5.2f}x {peak / MiB:>8.2f} MiB "
-                  f"{rss / MiB:>5.0f} MiB", flush=True)
-            log.unlink()
-    print("goals: ratio at most 3x; peak memory flat as the log grows")
+            for kind in kinds:
+                log = Path(tmp) / f"{kind}-{size}.log"
+                count = (write_session(log, size, args.files) if kind == "normal"
+                         else LOGS[kind](log, size))
+                decode = best_of(args.runs, [sys.executable, "-c", JSON_DECODE, str(log)])
+                view = best_of(args.runs, [sys.executable, "-m", "trace.view", "--summary",
+                                           str(log)])
+                memory = []
+                for mode in MODES.values():
+                    peak, rss = peak_memory(log, mode)
+                    memory.append(f"{peak / MiB:>9.2f} /{rss / MiB:>5.0f} MiB")
+                print(f"{kind:>7} {count:>10,} {log.stat().st_size / MiB:>5.0f} MB "
+                      f"{decode:>10.2f} s {view:>8.2f} s {view / decode:>5.2f}x "
+                      + " ".join(f"{m:>22}" for m in memory), flush=True)
+                log.unlink()
+    print("goals: ratio at most 3x; peak memory flat as the log grows, in every mode")
     return 0
 
 

@@ -14,7 +14,8 @@ import pytest
 
 import trace
 from conftest import REPO_ROOT, run_client
-from trace.schema import EVENTS, problems
+from trace.schema import EVENTS
+from trace.validate import problems
 
 
 @pytest.fixture
@@ -220,3 +221,41 @@ def test_data_reads_are_logged_in_batches_with_exact_offsets(traced_session):
     assert recvs[-1].len == 0                                  # the FIN, logged on its own
     assert 2 <= len(recvs) - 1 <= 4                            # batches of about 1 MiB
     assert all(a.offset + a.len == b.offset for a, b in zip(recvs, recvs[1:]))
+
+
+def test_import_trace_loads_only_the_tracer():
+    """A traced server imports trace to write; reading and correlating load on first use."""
+    code = ("import sys, trace\n"
+            "print(sorted(m for m in sys.modules if m == 'trace' or m.startswith('trace.')))\n"
+            "trace.load, trace.TraceError, trace.correlate.correlate\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "['trace', 'trace.linetap', 'trace.tracer']"
+
+
+def test_transfer_end_is_written_one_way(tmp_path):
+    """trace.transfer_end names the connections from the sockets and times the transfer."""
+    import socket
+    import time
+    log = tmp_path / "ends.log"
+    tracer = trace.start(log, "server")
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as listener, \
+                socket.create_connection(listener.getsockname()) as peer:
+            raw, _ = listener.accept()
+            data = trace.connected(raw, "data")
+            started = time.monotonic()
+            trace.transfer_end("RETR", "/a.bin", "download", moved=10, started=started,
+                               verdict="ok", data=data, control=None)
+            trace.transfer_end("STOR", "b.bin", "upload", moved=3, duration=0.25,
+                               verdict="aborted", data=None, control=data.conn)
+            data.close()
+    finally:
+        trace.stop()
+    end, upload = [e for e in trace.load(log) if e.type == "transfer_end"]
+    assert problems(end) == [] and problems(upload) == []
+    assert (upload.duration, upload.conn, upload.control) == (0.25, None, data.conn)
+    assert (end.command, end.path, end.bytes, end.verdict) == ("RETR", "/a.bin", 10, "ok")
+    assert end.conn == data.conn and end.control is None and end.sha256 is None
+    assert 0 <= end.duration < 60 and end.pid == tracer.pid

@@ -42,6 +42,17 @@ def run_view(*argv, input: str | None = None, timeout: float = 30) -> subprocess
                           input=input, capture_output=True, text=True, timeout=timeout)
 
 
+def follow_while(capsys, writer, live: Path, timeout: float = 1.0) -> tuple[int, str, str]:
+    """Run ``--follow`` on ``live`` while ``writer`` runs in a thread."""
+    thread = threading.Thread(target=writer)
+    thread.start()
+    status = main(["--follow", "--follow-timeout", str(timeout), "--width", WIDTH, "--no-color",
+                   str(live)])
+    thread.join()
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 def diagram_rows(out: str) -> list[str]:
     """The rows of the diagram (they start with the time since the first event)."""
     return [line for line in out.splitlines() if re.match(r"^ *\d+\.\d{6} ", line)]
@@ -296,13 +307,8 @@ def test_follow_shows_lines_appended_while_it_runs(capsys, tmp_path):
             out.write(lines[60][25:] + b"".join(lines[61:]))
             out.flush()
 
-    thread = threading.Thread(target=writer)
     started = time.monotonic()
-    thread.start()
-    status = main(["--follow", "--follow-timeout", "1.0", "--width", WIDTH, "--no-color",
-                   str(live)])
-    thread.join()
-    out, err = capsys.readouterr()
+    status, out, err = follow_while(capsys, writer, live)
     assert status == 0
     assert err == ""
     assert time.monotonic() - started >= 1.1             # it waited for the writer
@@ -359,12 +365,7 @@ def test_follow_waits_for_the_log_and_follows_a_new_one(capsys, tmp_path):
         live.unlink()
         live.write_bytes(second.read_bytes())
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    status = main(["--follow", "--follow-timeout", "1.0", "--width", WIDTH, "--no-color",
-                   str(live)])
-    thread.join()
-    out, err = capsys.readouterr()
+    status, out, err = follow_while(capsys, writer, live)
     assert status == 0
     assert err.splitlines() == [f"{live}: waiting for the log to appear",
                                 f"{live}: replaced by a new log; following that"]

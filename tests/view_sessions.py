@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from trace.reader import time_order_key
+
 T0 = 1_700_000_000.0          # fixed, so snapshots do not change
 CLIENT_PID, SERVER_PID = 4001, 4002
 LATENCY = 0.0002              # a message's receive event comes this much after its send
@@ -37,7 +39,7 @@ class Script:
     def write(self, path, roles=("client", "server")) -> None:
         """Write the events of the given roles, in time order, as JSON Lines."""
         chosen = [e for e in self.events if e["role"] in roles]
-        chosen.sort(key=lambda e: (e["t"], e["pid"], e["seq"]))
+        chosen.sort(key=time_order_key)
         with open(path, "w", encoding="utf-8") as out:
             for event in chosen:
                 out.write(json.dumps(event, separators=(",", ":")) + "\n")
@@ -85,7 +87,7 @@ class Link:
     def line(self, sender: str, t: float, text: str) -> None:
         """A control line: raw send/recv plus the command or reply event, both sides."""
         receiver = "server" if sender == "client" else "client"
-        raw = (text + "\r\n").encode()
+        raw = (text + "\r\n").encode("utf-8", "surrogatepass")
         offset = self.sent[sender]
         is_reply = text[:3].isdigit()
         for role, when, kind, direction in ((sender, t, "send", "out"),
@@ -139,15 +141,30 @@ RETR_BYTES = sum(RETR_SIZES)
 RETR_DURATION = 0.006
 
 
-def passive_session() -> Script:
-    """Log in, PASV + RETR a.bin (206608 bytes), a 550 for a missing file, QUIT."""
-    s = Script()
+def _greeted(s: Script) -> Link:
+    """Both sides start tracing, the client connects, the server greets it."""
     s.header("server", 0.0)
     listener = s.listen("server", 0.0005, "control", "127.0.0.1:2121")
     s.header("client", 0.001)
     control = s.connect(0.002, "control", "client", "127.0.0.1:50000", "127.0.0.1:2121",
                         listener)
     control.line("server", 0.003, "220 ftpkit ready")
+    return control
+
+
+def _quit(control: Link, t: float) -> None:
+    """QUIT, 221, and the server closes first."""
+    control.line("client", t, "QUIT")
+    control.line("server", round(t + 0.001, 6), "221 Bye")
+    control.close("server", round(t + 0.002, 6))
+    control.eof("client", round(t + 0.0025, 6))
+    control.close("client", round(t + 0.003, 6))
+
+
+def passive_session() -> Script:
+    """Log in, PASV + RETR a.bin (206608 bytes), a 550 for a missing file, QUIT."""
+    s = Script()
+    control = _greeted(s)
     control.line("client", 0.004, "USER anna")
     control.line("server", 0.005, "331 Password required")
     control.line("client", 0.006, "PASS ****")
@@ -175,23 +192,14 @@ def passive_session() -> Script:
     control.line("server", 0.020, "226 Transfer complete")
     control.line("client", 0.021, "RETR missing.bin")
     control.line("server", 0.022, "550 No such file")
-    control.line("client", 0.030, "QUIT")
-    control.line("server", 0.031, "221 Bye")
-    control.close("server", 0.032)
-    control.eof("client", 0.0325)
-    control.close("client", 0.033)
+    _quit(control, 0.030)
     return s
 
 
 def active_session() -> Script:
     """PORT + STOR up.txt (5000 bytes): the client listens, the server connects."""
     s = Script()
-    s.header("server", 0.0)
-    listener = s.listen("server", 0.0005, "control", "127.0.0.1:2121")
-    s.header("client", 0.001)
-    control = s.connect(0.002, "control", "client", "127.0.0.1:50000", "127.0.0.1:2121",
-                        listener)
-    control.line("server", 0.003, "220 ftpkit ready")
+    control = _greeted(s)
     port = s.listen("client", 0.004, "data", "127.0.0.1:50010")
     control.line("client", 0.005, "PORT 127,0,0,1,195,90")
     control.line("server", 0.006, "200 PORT ok")
@@ -206,4 +214,24 @@ def active_session() -> Script:
     control.close("client", 0.020)
     control.eof("server", 0.0202)
     control.close("server", 0.021)
+    return s
+
+
+# Escape sequences a hostile peer (or a hand-edited log) puts in what it sends:
+# retitle the terminal, clear it, a C1 CSI, a bidi override, a lone surrogate.
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e\ud800"
+
+
+def hostile_session() -> Script:
+    """A session whose every peer-written text carries terminal escapes."""
+    s = Script()
+    control = _greeted(s)
+    control.line("client", 0.004, f"USER {HOSTILE}anna")
+    control.line("server", 0.005, f"530 no such user {HOSTILE}")
+    for role in ("server", "client"):
+        s.emit(role, 0.006, "transfer_end", command="RETR", path=f"{HOSTILE}.bin",
+               direction="download", conn=None, control=control.conn[role], bytes=0,
+               duration=0.001, sha256=None, verdict="aborted")
+    s.emit("server", 0.007, "error", message=f"bad name {HOSTILE}", conn=None, code=None)
+    _quit(control, 0.008)
     return s

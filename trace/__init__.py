@@ -5,32 +5,49 @@ Run the kit from the repository root (``python -m trace.view ...``, or
 ``pytest``, which is configured to put the root first on ``sys.path``), so
 that this package is the one imported. A notebook must put the repository
 root first on ``sys.path`` before ``import trace``.
+
+``import trace`` loads only the tracer, which is all a traced server or
+client needs. The reader and the correlation are loaded the first time a
+program asks for them (``trace.load``, ``trace.correlate``), through the
+module ``__getattr__`` of PEP 562.
 """
 
 import importlib
+from pathlib import Path
 
 from .tracer import (FORMAT, SCHEMA_VERSION, TracedSocket, Tracer, connected, current,
-                     event, listening, start, stop)
+                     event, listening, start, stop, transfer_end)
 
-__all__ = [
-    "correlate_session",
-    "Event", "TraceError", "load", "read_log",
-    "FORMAT", "SCHEMA_VERSION", "TracedSocket", "Tracer",
-    "connected", "current", "event", "listening", "start", "stop",
-]
-
-# Names loaded on first use, so that ``import trace`` in the server loads
-# only the tracer: a server writes traces, it never reads or correlates them
-# (correlation needs scapy). name -> (module, name in it).
+# Names that live in other modules of the package, loaded on first use:
+# name -> (module, name in it).
 _LAZY = {
     "Event": ("reader", "Event"), "TraceError": ("reader", "TraceError"),
     "load": ("reader", "load"), "read_log": ("reader", "read_log"),
-    "correlate_session": ("correlate", "correlate"),
+    "follow": ("reader", "follow"), "correlate_session": ("correlate", "correlate"),
 }
+# Every module of the package may be reached as an attribute
+# (``trace.correlate.correlate(events, packets)``), imported on first use.
+_SUBMODULES = {path.stem for path in Path(__file__).parent.glob("*.py") if path.stem != "__init__"}
+
+__all__ = [
+    "correlate", "correlate_session",
+    "Event", "TraceError", "load", "read_log", "follow",
+    "FORMAT", "SCHEMA_VERSION", "TracedSocket", "Tracer",
+    "connected", "current", "event", "listening", "start", "stop", "transfer_end",
+]
 
 
-def __getattr__(name):
+def __getattr__(name: str):
     if name in _LAZY:
         module, attribute = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attribute)
-    raise AttributeError(f"module 'trace' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value          # the next lookup is a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)

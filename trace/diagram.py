@@ -24,7 +24,6 @@ one step at a time, so that it can stream a log of any length.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable
 
@@ -35,8 +34,11 @@ from rich.table import Table
 from rich.text import Text
 
 from . import model
-from .model import (CLIENT, CLOSE, DATA, LINE, NOTE, OPEN, Session, Step, format_bytes,
-                    format_duration, format_rate)
+from . import presentation as words
+from .model import CLIENT, CLOSE, DATA, LINE, NOTE, OPEN, Session, Step
+from .printable import printable
+from .selection import Selection
+from .units import format_bytes, format_duration, format_rate
 
 # One colour per channel, so the eye can follow a connection down the page.
 CHANNEL_STYLE = {"control": "cyan", "data": "magenta", None: "white"}
@@ -64,20 +66,14 @@ class Painter:
         self.width = width
         self.start = start
         self.verbose = verbose
-        self.channel = channel
-        self.conn = conn
+        self.selection = Selection(channel, conn)
         self.lanes: list = []          # column -> Connection using it, or None when free
         self.half_closed: set = set()  # connections one end of which has closed
         self.fold: _Fold | None = None  # consecutive data segments not yet drawn
 
     # -- what to show ---------------------------------------------------------------
     def wanted(self, step: Step) -> bool:
-        if self.conn is not None:
-            return step.connection is not None and step.connection.number == self.conn
-        if self.channel is not None:
-            # Notes that belong to no channel (process starts, errors) give context.
-            return step.channel in (self.channel, None)
-        return True
+        return self.selection.step(step)
 
     def header(self) -> Text:
         row = Text("time (s)".rjust(TIME_WIDTH), style="bold")
@@ -179,51 +175,23 @@ class Painter:
         width = self._body_width()
         connection = step.connection
         style = CHANNEL_STYLE.get(step.channel, "white")
+        text = label if label is not None else words.step_text(step)
         if step.kind in (LINE, DATA):
-            if label is not None:
-                text = label
-            elif step.kind == LINE:
-                # A multi-line reply (211-Features: ...) goes on one row.
-                text = " ↵ ".join(line.strip() for line in step.text.splitlines())
-            else:
-                text = _segment_label(step.offset, step.length)
             if step.code is not None and step.code >= 400:
                 style = ERROR_STYLE
             dashed = step.seen != "both"
             if dashed:
-                text += f" ({step.seen} log only)"
+                text = words.one_side(text, step)
                 style += " dim"
             fill = "╌" if dashed else ("─" if step.kind == LINE else "═")
             return _arrow(text, width, step.sender == CLIENT, fill, style)
         if step.kind == OPEN:
             if connection.connector is None:
-                text = (f"{connection.label} {connection.channel} (open before the log starts) "
-                        f"{connection.client_address} ↔ {connection.server_address}")
                 return _centred(text, width, style)
-            by_client = connection.connector == CLIENT
-            source = connection.client_address if by_client else connection.server_address
-            target = connection.server_address if by_client else connection.client_address
-            text = f"{connection.label} {connection.channel}: connect {source} → {target}"
-            if not connection.paired:
-                text += f" ({connection.seen_by} log only)"
-            return _arrow(text, width, by_client, "┄", "bold " + style)
+            return _arrow(text, width, connection.connector == CLIENT, "┄", "bold " + style)
         if step.kind == CLOSE:
-            text = f"{step.role} closes {connection.label}"
-            if step.final:
-                # The step's own time, not the connection's latest state: a
-                # notebook draws the steps after the whole log has been read.
-                lived = step.t - connection.t_open
-                text += f": {connection.channel} connection closed after {format_duration(lived)}"
             return _note(text, width, step.role, style)
         # A note stands over the side that wrote it.
-        if step.style == "unknown":
-            # As it is, less what the row already shows (time, side, process).
-            fields = {k: v for k, v in step.event.items()
-                      if k not in ("type", "t", "seq", "role", "pid")}
-            text = f"? {step.event.get('type')} " + json.dumps(
-                fields, ensure_ascii=False, separators=(",", ":"), default=str)
-        else:
-            text = step.text
         note_style = NOTE_STYLE.get(step.style, "")
         if step.style == "transfer":
             note_style += " " + CHANNEL_STYLE["data"]
@@ -254,15 +222,8 @@ class _Fold:
         self.t_last = step.t
 
     def label(self) -> str:
-        text = f"{format_bytes(self.total)} @ {self.low}–{self.high - 1}"
-        if self.count > 1:
-            text += (f" in {self.count} segments over "
-                     f"{format_duration(self.t_last - self.first.t)}")
-        return text
-
-
-def _segment_label(offset: int, length: int) -> str:
-    return f"{format_bytes(length)} @ {offset}–{offset + length - 1}"
+        return words.folded_segments_text(self.total, self.low, self.high, self.count,
+                                          self.t_last - self.first.t)
 
 
 def _arrow(label: str, width: int, rightward: bool, fill: str, style: str) -> Text:
@@ -324,35 +285,28 @@ class Summary(JupyterMixin):
 
     def __init__(self, session: Session, *, channel: str | None = None,
                  conn: int | None = None):
-        self.session, self.channel, self.conn = session, channel, conn
+        self.session, self.selection = session, Selection(channel, conn)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        session = self.session
+        session, chosen = self.session, self.selection
         yield _overview(session)
-        connections = [c for c in session.connections if self._shows(c)]
+        connections = [c for c in session.connections if chosen.connection(c)]
         yield Text()
         yield _connections_table(session, connections, narrow=options.max_width < 100)
-        transfers = [t for t in session.transfers
-                     if self.channel != "control" and (self.conn is None or (
-                         t.connection is not None and t.connection.number == self.conn))]
+        yield from _not_listed(session.connection_count - len(session.connections), "connection")
+        transfers = [t for t in session.transfers if chosen.transfer(t)]
         if transfers:
             yield Text()
             yield _transfers_table(session, transfers)
-        errors = [e for e in session.errors
-                  if (self.conn is None or (e.connection is not None
-                                            and e.connection.number == self.conn))
-                  and (self.channel is None or e.connection is None
-                       or e.connection.channel == self.channel)]
+        yield from _not_listed(session.transfer_count - len(session.transfers), "transfer")
+        errors = [e for e in session.errors if chosen.error(e)]
         yield Text()
         if errors:
             yield _errors_table(session, errors)
         else:
             yield Text("No error replies.", style="green")
-
-    def _shows(self, connection) -> bool:
-        if self.conn is not None:
-            return connection.number == self.conn
-        return self.channel is None or connection.channel == self.channel
+        yield from _not_listed(session.error_count - sum(e.count for e in session.errors),
+                               "error")
 
 
 def summary(source, *, channel: str | None = None, conn: int | None = None) -> Summary:
@@ -377,14 +331,21 @@ def _events(source) -> Iterable:
 
 def _overview(session: Session) -> Text:
     span = (session.end - session.start) if session.start is not None else 0.0
-    channels = [c.channel for c in session.connections]
-    roles = "+".join(sorted(session.roles_seen)) or "nobody"
+    channels = session.channel_counts
+    roles = printable("+".join(sorted(session.roles_seen)) or "nobody")
     return Text(
         f"Session of {format_duration(span)}, {_plural(session.events_used, 'event')} "
-        f"({roles}): {_plural(len(channels), 'connection')} "
-        f"({channels.count('control')} control, {channels.count('data')} data), "
-        f"{_plural(len(session.transfers), 'transfer')}, "
-        f"{_plural(len(session.errors), 'error')}", style="bold")
+        f"({roles}): {_plural(session.connection_count, 'connection')} "
+        f"({channels.get('control', 0)} control, {channels.get('data', 0)} data), "
+        f"{_plural(session.transfer_count, 'transfer')}, "
+        f"{_plural(session.error_count, 'error')}", style="bold")
+
+
+def _not_listed(count: int, what: str):
+    """The summary keeps the first so many records of a kind (trace.model.KEEP_*)."""
+    if count > 0:
+        yield Text(f"… and {_plural(count, 'more ' + what)} not listed (counted above)",
+                   style="dim")
 
 
 def _since(session: Session, t: float | None) -> str:
@@ -412,7 +373,8 @@ def _connections_table(session: Session, connections, narrow: bool = False) -> T
     for c in connections:
         lifetime = c.lifetime
         cells = {"#": c.label, "channel": Text(c.channel, style=CHANNEL_STYLE.get(c.channel, "")),
-                 "client": Text(c.client_address or "?"), "server": Text(c.server_address or "?"),
+                 "client": Text(printable(c.client_address or "?")),
+                 "server": Text(printable(c.server_address or "?")),
                  "by": c.connector or "?",
                  "open s": _since(session, c.t_open), "close s": _since(session, c.t_close),
                  "lifetime": format_duration(lifetime) if lifetime is not None else "-",
@@ -444,11 +406,12 @@ def _transfers_table(session: Session, transfers) -> Table:
             verdict += " (" + ", ".join(f"{role}: {side['verdict']}"
                                         for role, side in sorted(t.sides.items())) + ")"
         # Text(), not a plain string: rich would read "[...]" in a path as markup.
-        table.add_row(Text(t.command), Text(t.path), Text(t.direction),
+        table.add_row(Text(printable(t.command)), Text(printable(t.path)),
+                      Text(printable(t.direction)),
                       t.connection.label if t.connection else "?",
                       f"{t.bytes:,} B", format_duration(t.duration),
                       format_rate(rate) if rate is not None else "-",
-                      Text(verdict, style=VERDICT_STYLE.get(t.verdict, ERROR_STYLE)))
+                      Text(printable(verdict), style=VERDICT_STYLE.get(t.verdict, ERROR_STYLE)))
     return table
 
 
@@ -457,7 +420,10 @@ def _errors_table(session: Session, errors) -> Table:
     for name in ("time s", "conn", "from", "code", "message", "in reply to"):
         table.add_column(name, justify="right" if name == "time s" else "left")
     for e in errors:
+        message = " ↵ ".join(printable(line.strip()) for line in e.text.splitlines())
+        if e.count > 1:
+            message += f" (×{e.count:,})"
         table.add_row(_since(session, e.t), e.connection.label if e.connection else "-",
                       e.role, str(e.code) if e.code is not None else "-",
-                      Text(e.text, style=ERROR_STYLE), Text(e.command or ""))
+                      Text(message, style=ERROR_STYLE), Text(printable(e.command or "")))
     return table

@@ -37,14 +37,15 @@ from collections import deque
 from typing import Callable, Iterable
 
 from .reader import TraceError
-from .schema import COMMON, EVENTS
-from .tracer import FORMAT, SCHEMA_VERSION
+from .schema import EVENTS
+# The units were part of this module once; notebooks still import them from here.
+from .units import format_bytes, format_duration, format_rate  # noqa: F401
+from .validate import field_problem, header_problem, segment_ok
 
-CLIENT, SERVER = "client", "server"
-ROLES = (CLIENT, SERVER)
-
-# Kinds of step, in the order a connection usually goes through them.
-OPEN, LINE, DATA, CLOSE, NOTE = "open", "line", "data", "close", "note"
+# The records the model builds (they lived in this module once; notebooks
+# and the diagram still import them from here).
+from .records import (CLIENT, CLOSE, DATA, LINE, NOTE, OPEN, ROLES, SERVER,  # noqa: F401
+                      VERDICT_ORDER, Connection, End, ErrorRecord, Step, Transfer, other)
 
 # How long a message waits for its copy from the other side before it is
 # drawn as seen by one side only. Copies of one message are normally a few
@@ -52,189 +53,22 @@ OPEN, LINE, DATA, CLOSE, NOTE = "open", "line", "data", "close", "note"
 MATCH_WINDOW_STEPS = 256
 MATCH_WINDOW_SECONDS = 2.0
 
-# Outcomes of a transfer, in the order the summary prefers them when the two
-# sides disagree: any failure first, then a side that checked the bytes
-# (the client checks a download with HASH; the server just says "ok").
-VERDICT_ORDER = ("mismatch", "aborted", "unfinished", "verified", "unverified", "ok")
-
-
-# The schema's field types, per event type, ready for a quick check of every
-# event: a field of the wrong type would otherwise surface much later, far
-# from the line that caused it (an address that is a list, a time that is
-# text). The check compares exact types, so true/false never pass as numbers.
-_REQUIRED = {kind: tuple({**COMMON, **required}.items())
-             for kind, (required, _optional) in EVENTS.items()}
-_OPTIONAL = {kind: tuple(optional.items()) for kind, (_required, optional) in EVENTS.items()}
-
-
-def field_problem(event) -> str | None:
-    """What is wrong with a known event's fields, or None."""
-    kind = event["type"]
-    for name, types in _REQUIRED[kind]:
-        value = event.get(name, _MISSING)
-        if type(value) not in types:
-            if value is _MISSING:
-                return f"{kind} event lacks field {name!r}"
-            return f"{kind} event has {name!r} of type {type(value).__name__}"
-    for name, types in _OPTIONAL[kind]:
-        if name in event and type(event[name]) not in types:
-            return f"{kind} event has {name!r} of type {type(event[name]).__name__}"
-    return None
-
-
-_MISSING = object()
-_NUMBER = (int, float)
-
-
-def _segment_fields_ok(event) -> bool:
-    """The quick check of a send or recv: the fields the model uses each time."""
-    get = event.get
-    return (type(get("t")) in _NUMBER and type(get("pid")) is int and type(get("conn")) is int
-            and type(get("offset")) is int and type(get("len")) is int
-            and get("role") in ROLES and get("dir") in ("in", "out"))
-
+# The records kept for the summary's tables. Past these, a session is only
+# counted (connection_count, transfer_count, error_count), so that memory
+# stays flat on a log of any length: a flood of error replies once made the
+# viewer grow to gigabytes.
+KEEP_CONNECTIONS = 1000
+KEEP_TRANSFERS = 1000
+KEEP_ERRORS = 200
+# Transfers that may still be matched with the other side's record of them.
+RECENT_TRANSFERS = 64
 
 class BadEvent(ValueError):
     """An event whose fields do not fit the schema (said in one line)."""
+
+
 KNOWN_EVENTS = frozenset(EVENTS)
 
-
-def other(role: str) -> str:
-    return SERVER if role == CLIENT else CLIENT
-
-
-class End:
-    """One process's end of a TCP connection."""
-
-    __slots__ = ("role", "pid", "conn", "local", "remote", "how", "closed", "connection")
-
-    def __init__(self, role, pid, conn, local, remote):
-        self.role, self.pid, self.conn = role, pid, conn
-        self.local, self.remote = local, remote
-        self.how = None          # "connect" or "accept"; None if the log began later
-        self.closed = False
-        self.connection: Connection | None = None
-
-
-class Connection:
-    """One TCP connection, put together from the ends the logs show."""
-
-    __slots__ = ("number", "channel", "ends", "t_open", "t_close", "connector",
-                 "client_address", "server_address", "carried", "delivered",
-                 "awaiting", "pending_close", "last_command")
-
-    def __init__(self, number: int, channel: str, t_open: float):
-        self.number = number              # session-wide: #1, #2, ... in order of opening
-        self.channel = channel            # "control" or "data"
-        self.ends: dict[str, End] = {}    # role -> End
-        self.t_open = t_open
-        self.t_close: float | None = None  # when the last end closed
-        self.connector: str | None = None  # the role that called connect()
-        self.client_address: str | None = None
-        self.server_address: str | None = None
-        # Bytes sent by each role: as its own log counts them (carried) and
-        # as the receiver's log counts them (delivered). Either may be absent.
-        self.carried = {CLIENT: 0, SERVER: 0}
-        self.delivered = {CLIENT: 0, SERVER: 0}
-        self.awaiting: dict = {}          # (sender, offset) -> control Step waiting for its copy
-        self.pending_close: Step | None = None
-        self.last_command: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"#{self.number}"
-
-    @property
-    def paired(self) -> bool:
-        return len(self.ends) == 2
-
-    @property
-    def open(self) -> bool:
-        return self.t_close is None
-
-    def bytes_from(self, role: str) -> int:
-        """Bytes the given role sent on this connection, by the best count we have."""
-        return max(self.carried[role], self.delivered[role])
-
-    @property
-    def lifetime(self) -> float | None:
-        return None if self.t_close is None else self.t_close - self.t_open
-
-    @property
-    def seen_by(self) -> str:
-        """Which logs show this connection: 'both', 'client' or 'server'."""
-        return "both" if self.paired else next(iter(self.ends), "?")
-
-
-class Step:
-    """One row of the sequence diagram.
-
-    ``sender`` is the role a message travels from (``client`` means
-    client-to-server); ``seen`` says which logs hold it: ``both``,
-    ``client`` or ``server``.
-    """
-
-    __slots__ = ("kind", "t", "connection", "sender", "text", "code", "offset", "length",
-                 "seen", "final", "role", "style", "event", "settled", "channel")
-
-    def __init__(self, kind, t, connection=None, *, sender=None, text="", code=None,
-                 offset=0, length=0, seen="both", final=False, role=None, style=None,
-                 event=None, settled=True, channel=None):
-        self.kind, self.t, self.connection = kind, t, connection
-        self.sender, self.text, self.code = sender, text, code
-        self.offset, self.length = offset, length
-        self.seen, self.final = seen, final
-        self.role, self.style, self.event = role, style, event
-        self.settled = settled
-        self.channel = connection.channel if connection is not None else channel
-
-    def __repr__(self):
-        where = self.connection.label if self.connection else "-"
-        return f"<Step {self.kind} {where} {self.sender or self.role or ''} {self.text!r}>"
-
-
-class Transfer:
-    """One file or listing, merged from the transfer events of both sides."""
-
-    __slots__ = ("command", "path", "direction", "t_start", "connection", "sides")
-
-    def __init__(self, command, path, direction, t_start, connection):
-        self.command, self.path, self.direction = command, path, direction
-        self.t_start = t_start
-        self.connection: Connection | None = connection
-        self.sides: dict[str, dict] = {}  # role -> {bytes, duration, sha256, verdict}
-
-    @property
-    def bytes(self) -> int:
-        return max((side["bytes"] for side in self.sides.values()), default=0)
-
-    @property
-    def duration(self) -> float:
-        return max((side["duration"] for side in self.sides.values()), default=0.0)
-
-    @property
-    def throughput(self) -> float | None:
-        """Bytes per second, or None when the duration is too short to say."""
-        return self.bytes / self.duration if self.duration > 0 else None
-
-    @property
-    def verdict(self) -> str:
-        hashes = {side.get("sha256") for side in self.sides.values()}
-        if len(self.sides) == 2 and None not in hashes:
-            # Both sides hashed the bytes: the viewer can check integrity itself.
-            return "verified" if len(hashes) == 1 else "mismatch"
-        said = [side["verdict"] for side in self.sides.values()]
-        return min(said, key=lambda v: VERDICT_ORDER.index(v) if v in VERDICT_ORDER else -1)
-
-
-class ErrorRecord:
-    """An error reply (4xx/5xx) or an error a program reported."""
-
-    __slots__ = ("t", "role", "code", "text", "connection", "command")
-
-    def __init__(self, t, role, code, text, connection=None, command=None):
-        self.t, self.role, self.code, self.text = t, role, code, text
-        self.connection, self.command = connection, command
 
 
 # --- the model ----------------------------------------------------------------
@@ -257,9 +91,15 @@ class Session:
         self.end: float | None = None         # time of the latest event
         self.events_used = 0                  # events that were understood
         self.roles_seen: set[str] = set()
+        # The records the summary lists: the first KEEP_* of each; the counts are of all.
         self.connections: list[Connection] = []
         self.transfers: list[Transfer] = []
         self.errors: list[ErrorRecord] = []
+        self.connection_count = 0
+        self.channel_counts: dict[str, int] = {}    # channel -> connections
+        self.transfer_count = 0
+        self.error_count = 0
+        self._recent_transfers: deque[Transfer] = deque(maxlen=RECENT_TRANSFERS)
         self._ends: dict[tuple, End] = {}          # (role, pid, conn) -> End
         self._unpaired: dict[tuple, Connection] = {}  # (local, remote) -> waiting for its peer end
         self._refused: set[tuple] = set()          # (role, pid) whose header we cannot read
@@ -292,7 +132,7 @@ class Session:
         if kind == "send" or kind == "recv":
             # Data segments are most of any log: check only the fields used
             # here (the rest are checked once, when the connection end is new).
-            if not _segment_fields_ok(event):
+            if not segment_ok(event):
                 self._problem(event, field_problem(event)
                               or f"{kind} event has a role or dir of an unknown value")
                 return []
@@ -348,7 +188,7 @@ class Session:
                 transfer = Transfer(command, path, direction, t_start, None)
                 transfer.sides[role] = {"bytes": 0, "duration": 0.0, "sha256": None,
                                         "verdict": "unfinished"}
-                self.transfers.append(transfer)
+                self._record_transfer(transfer)
         self._started.clear()
         return self.flush()
 
@@ -410,10 +250,13 @@ class Session:
             end.connection = connection
             self._paired(connection)
         else:
-            connection = Connection(len(self.connections) + 1, event["channel"], t)
+            self.connection_count += 1
+            self.channel_counts[event["channel"]] = self.channel_counts.get(event["channel"], 0) + 1
+            connection = Connection(self.connection_count, event["channel"], t)
             connection.ends[role] = end
             end.connection = connection
-            self.connections.append(connection)
+            if len(self.connections) < KEEP_CONNECTIONS:
+                self.connections.append(connection)
             if end.local and end.remote:
                 self._unpaired[(end.local, end.remote)] = connection
             self._add_quietly(Step(OPEN, t, connection, role=role,
@@ -446,18 +289,15 @@ class Session:
 
     # -- handlers, one per event type ------------------------------------------------
     def _on_header(self, event, role, t):
-        if event.get("format") != FORMAT or not isinstance(event.get("schema"), int) \
-                or event["schema"] > SCHEMA_VERSION:
+        if header_problem(event) is not None:
             # The reader has reported it; this process's events mean something else.
             self._refused.add((role, event.get("pid")))
             self.last_rejected = True
             return None
-        return Step(NOTE, t, role=role, style="header",
-                    text=f"{role} pid {event['pid']} starts tracing on {event.get('host', '?')}")
+        return Step(NOTE, t, role=role, style="header", event=event)
 
     def _on_listen(self, event, role, t):
-        return Step(NOTE, t, role=role, style="listen", channel=event["channel"],
-                    text=f"{role} listens on {event['local']} ({event['channel']})")
+        return Step(NOTE, t, role=role, style="listen", channel=event["channel"], event=event)
 
     def _on_connect(self, event, role, t):
         end = self._end(event, role, t)
@@ -508,14 +348,15 @@ class Session:
         is_reply = event["type"] == "reply"
         code = event["code"] if is_reply else None
         text = event["text"]
+        repeat = event.get("repeat", 1)
         if not is_reply:
             connection.last_command = text
         elif code >= 400:
-            self.errors.append(ErrorRecord(t, sender, code, text, connection,
-                                           connection.last_command))
+            self._record_error(ErrorRecord(t, sender, code, text, connection,
+                                           connection.last_command, repeat))
         step = Step(LINE, t, connection, sender=sender, text=text, code=code,
                     offset=event["offset"], length=event["len"], seen=role,
-                    settled=self._peer_missing(role))
+                    settled=self._peer_missing(role), repeat=repeat)
         if not step.settled:
             connection.awaiting[key] = step
         return step
@@ -544,9 +385,7 @@ class Session:
     def _on_transfer_start(self, event, role, t):
         key = (role, event["pid"], event.get("control"), event["command"], event["path"])
         self._started.setdefault(key, []).append((t, event["direction"]))
-        what = f"{event['command']} {event['path']}".strip()
-        return Step(NOTE, t, role=role, style="transfer", channel="data",
-                    text=f"{what} starts ({event['direction']})")
+        return Step(NOTE, t, role=role, style="transfer", channel="data", event=event)
 
     def _on_transfer_end(self, event, role, t):
         command, path = event["command"], event["path"]
@@ -563,17 +402,14 @@ class Session:
         transfer = self._other_side_of(role, command, path, connection)
         if transfer is None:
             transfer = Transfer(command, path, event["direction"], t_start, connection)
-            self.transfers.append(transfer)
+            self._record_transfer(transfer)
         transfer.connection = transfer.connection or connection
         transfer.t_start = min(transfer.t_start, t_start)
         if role == SERVER:
             transfer.path = path                # the server names it in full
         transfer.sides[role] = {"bytes": nbytes, "duration": duration,
                                 "sha256": event.get("sha256"), "verdict": verdict}
-        rate = f", {format_rate(nbytes / duration)}" if duration > 0 else ""
-        step = Step(NOTE, t, connection, role=role, style="transfer",
-                    text=f"{command} {path}".strip() + f": {format_bytes(nbytes)} in "
-                         f"{format_duration(duration)}{rate}, {verdict}")
+        step = Step(NOTE, t, connection, role=role, style="transfer", event=event)
         step.channel = "data"
         return step
 
@@ -584,7 +420,7 @@ class Session:
         path; the client may name the path relative (``a.bin``) where the
         server names it absolute (``/a.bin``).
         """
-        for transfer in reversed(self.transfers[-8:]):
+        for transfer in reversed(list(self._recent_transfers)[-8:]):
             if role in transfer.sides or transfer.command != command:
                 continue
             if connection is not None and transfer.connection is connection:
@@ -598,17 +434,28 @@ class Session:
         """A side that logged no transfer_end, for a transfer the other side
         completed at the same time (within a second), did not leave it unfinished."""
         return any(transfer.command == command and role not in transfer.sides
-                   and abs(transfer.t_start - t_start) < 1.0 for transfer in self.transfers)
+                   and abs(transfer.t_start - t_start) < 1.0
+                   for transfer in self._recent_transfers)
 
     def _on_error(self, event, role, t):
         connection = None
         if event.get("conn") is not None:
             end = self._ends.get((role, event["pid"], event["conn"]))
             connection = end.connection if end else None
-        code = event.get("code")
-        self.errors.append(ErrorRecord(t, role, code, event["message"], connection))
-        text = f"error: {event['message']}" + (f" ({code})" if code is not None else "")
-        return Step(NOTE, t, connection, role=role, style="error", text=text)
+        self._record_error(ErrorRecord(t, role, event.get("code"), event["message"], connection))
+        return Step(NOTE, t, connection, role=role, style="error", event=event)
+
+    # -- the records the summary lists ---------------------------------------------------
+    def _record_transfer(self, transfer: Transfer) -> None:
+        self.transfer_count += 1
+        self._recent_transfers.append(transfer)
+        if len(self.transfers) < KEEP_TRANSFERS:
+            self.transfers.append(transfer)
+
+    def _record_error(self, error: ErrorRecord) -> None:
+        self.error_count += error.count
+        if len(self.errors) < KEEP_ERRORS:
+            self.errors.append(error)
 
     # -- problems --------------------------------------------------------------------
     def _problem(self, event, message: str) -> None:
@@ -635,27 +482,3 @@ def build(events: Iterable, on_problem=None) -> tuple[Session, list[Step]]:
         steps += session.feed(event)
     steps += session.finish()
     return session, steps
-
-
-# --- numbers as people read them ---------------------------------------------------
-
-def format_bytes(n: int) -> str:
-    """1536 -> '1.5 KiB' (binary units, as file sizes are counted)."""
-    if n < 1024:
-        return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-    raise AssertionError("unreachable")
-
-
-def format_rate(bytes_per_second: float) -> str:
-    return format_bytes(int(bytes_per_second)) + "/s"
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as ms below one second (loopback transfers are that quick)."""
-    if seconds < 1:
-        return f"{seconds * 1000:.1f} ms"
-    return f"{seconds:.2f} s"

@@ -24,6 +24,8 @@ import socket
 import threading
 import time
 
+from .linetap import FOLD_LIMIT, ErrorBudget, Fold, LineTap, text_of
+
 FORMAT = "ftpkit-trace"
 SCHEMA_VERSION = 1
 
@@ -33,6 +35,9 @@ SENDFILE_BLOCK = 4 * 1024 * 1024
 # Consecutive recvs on a data connection are logged as one event once they
 # add up to this much (or at end of stream, a send, or close).
 RECV_BATCH = 1024 * 1024
+# No event line is longer than this: texts are cut (trace.linetap.MAX_TEXT)
+# well below it, and the reader refuses longer lines as not the tracer's.
+MAX_LINE_BYTES = 4 * 1024 * 1024
 
 _current: "Tracer | None" = None
 
@@ -51,6 +56,8 @@ class Tracer:
         self._lock = threading.Lock()
         self._seq = 0
         self._next_conn = 0
+        # What error events (floods of junk lines) may still cost: see trace.linetap.
+        self.error_budget = ErrorBudget()
         self.emit(
             "header",
             format=FORMAT,
@@ -113,6 +120,29 @@ def event(type: str, **fields) -> None:
         _current.emit(type, **fields)
 
 
+def transfer_end(command: str, path: str, direction: str, *, moved: int, verdict: str,
+                 started: float | None = None, duration: float | None = None,
+                 data=None, control=None, sha256: str | None = None) -> None:
+    """Record the end of a transfer: the one way server and client write it.
+
+    Give ``started`` (the ``time.monotonic()`` of its start) or the
+    ``duration`` in seconds. ``data`` and ``control`` name the connections
+    it used: a traced socket, its connection id, or None. ``verdict`` is one
+    of ok, verified, mismatch, unverified or aborted.
+    """
+    if _current is None:
+        return
+    if duration is None:
+        duration = time.monotonic() - started if started is not None else 0.0
+    _current.emit("transfer_end", command=command, path=path, direction=direction,
+                  conn=_connection_id(data), control=_connection_id(control), bytes=moved,
+                  duration=round(duration, 6), sha256=sha256, verdict=verdict)
+
+
+def _connection_id(end) -> int | None:
+    return end if isinstance(end, int) or end is None else getattr(end, "conn", None)
+
+
 def connected(sock: socket.socket, channel: str, tracer: Tracer | None = None):
     """Announce a socket that has just connected; returns what to use instead."""
     tracer = tracer or _current
@@ -168,8 +198,10 @@ class TracedSocket:
         # On the control channel the wrapper also reads the lines as they
         # pass, so commands and replies appear in the trace by themselves.
         if channel == "control":
-            self._lines_out = _LineTap(self, "out")
-            self._lines_in = _LineTap(self, "in")
+            self._lines = {"out": LineTap(self, "out", tracer.error_budget),
+                           "in": LineTap(self, "in", tracer.error_budget)}
+            # Raw sends and recvs that carried only error lines, during a flood.
+            self._raw_folds: dict[str, Fold | None] = {"out": None, "in": None}
 
     def identity(self) -> dict:
         return {"conn": self.conn, "channel": self.channel,
@@ -196,6 +228,9 @@ class TracedSocket:
         if not self._closed:
             self._closed = True
             self._log_unlogged_recv()
+            if self.channel == "control" and self._remote is not None:
+                for direction in ("out", "in"):
+                    self._flush_folds(direction)
             if self._remote is None:       # a listener: nothing was carried
                 self.tracer.emit("close", conn=self.conn, channel=self.channel,
                                  local=self._local, remote=None)
@@ -232,13 +267,16 @@ class TracedSocket:
 
     def _record_send(self, data, n: int, started: float) -> None:
         self._log_unlogged_recv()
-        fields = dict(self.identity(), dir="out", offset=self.sent, len=n)
-        if self.channel == "control" and data is not None:
-            fields["text"] = self._lines_out.text_of(bytes(data[:n]))
-        self.tracer.emit("send", t=started, **fields)
+        control = self.channel == "control" and data is not None
+        raw = bytes(data[:n]) if control else None
+        if not (control and self._folded_raw("out", raw, self.sent, started)):
+            fields = dict(self.identity(), dir="out", offset=self.sent, len=n)
+            if control:
+                fields["text"] = text_of(raw)
+            self.tracer.emit("send", t=started, **fields)
         self.sent += n
-        if self.channel == "control" and data is not None:
-            self._lines_out.feed(bytes(data[:n]), self.sent - n, started)
+        if control:
+            self._lines["out"].feed(raw, self.sent - n, started)
 
     # -- bytes in -------------------------------------------------------------
     def recv(self, bufsize: int, *flags) -> bytes:
@@ -261,99 +299,53 @@ class TracedSocket:
                 self._unlogged_recv_t, self._unlogged_recv_offset = time.time(), self.received
             self._unlogged_recv += n
             self.received += n
+            self.tracer.error_budget.received(n)
             if self._unlogged_recv >= RECV_BATCH:
                 self._log_unlogged_recv()
             return
         self._log_unlogged_recv()
+        self.tracer.error_budget.received(n)
+        control = self.channel == "control" and data is not None
         # A recv of zero bytes is the peer's FIN: it is recorded too, because
         # "recv returned nothing" is how a program learns a transfer ended.
-        fields = dict(self.identity(), dir="in", offset=self.received, len=n)
-        if self.channel == "control" and data is not None:
-            fields["text"] = self._lines_in.text_of(data)
-        self.tracer.emit("recv", **fields)
+        if not (control and data and self._folded_raw("in", data, self.received, None)):
+            fields = dict(self.identity(), dir="in", offset=self.received, len=n)
+            if control:
+                fields["text"] = text_of(data)
+            self.tracer.emit("recv", **fields)
         self.received += n
-        if self.channel == "control" and data:
-            self._lines_in.feed(data, self.received - n)
+        if control and data:
+            self._lines["in"].feed(data, self.received - n)
+
+    def _folded_raw(self, direction: str, data: bytes, offset: int, t: float | None) -> bool:
+        """During a flood of error lines, fold a send or recv that carried only
+        such lines (see trace.linetap); False: log it as usual."""
+        if not self._lines[direction].only_error_lines(data):
+            self._flush_raw_fold(direction)
+            return False
+        t = time.time() if t is None else t
+        fold = self._raw_folds[direction]
+        if fold is not None and fold.count < FOLD_LIMIT:
+            fold.add(offset, len(data), t)
+            return True
+        self._flush_raw_fold(direction)
+        if fold is None and self.tracer.error_budget.take():
+            return False
+        kind = "send" if direction == "out" else "recv"
+        self._raw_folds[direction] = Fold(kind, {}, offset, len(data), t)
+        return True
+
+    def _flush_raw_fold(self, direction: str) -> None:
+        fold, self._raw_folds[direction] = self._raw_folds[direction], None
+        if fold is not None:
+            fold.emit(self.tracer, dict(self.identity(), dir=direction))
+
+    def _flush_folds(self, direction: str) -> None:
+        self._flush_raw_fold(direction)
+        self._lines[direction].flush()
 
     def _log_unlogged_recv(self) -> None:
         if self._unlogged_recv:
             self.tracer.emit("recv", t=self._unlogged_recv_t, **self.identity(), dir="in",
                              offset=self._unlogged_recv_offset, len=self._unlogged_recv)
             self._unlogged_recv = 0
-
-
-class _LineTap:
-    """Splits one direction of a control connection into lines for the trace.
-
-    It emits a ``command`` event for each command line and a ``reply`` event
-    for each complete (possibly multi-line) reply, with the stream offset of
-    the line's first byte. The password of a PASS command is never written.
-    """
-
-    def __init__(self, sock: TracedSocket, direction: str):
-        self.sock = sock
-        self.direction = direction
-        self.pending = b""
-        self.pending_offset = 0
-        self.reply_lines: list[str] = []
-        self.reply_offset = 0
-
-    @staticmethod
-    def text_of(data: bytes) -> str:
-        text = data.decode("utf-8", "replace")
-        return _redact(text)
-
-    def feed(self, data: bytes, offset: int, t: float | None = None) -> None:
-        if not self.pending:
-            self.pending_offset = offset
-        self.pending += data
-        while True:
-            end = self.pending.find(b"\n")
-            if end < 0:
-                # A line with no end yet: keep at most a little of it, so a
-                # hostile peer cannot make the tracer buffer without limit.
-                if len(self.pending) > 65536:
-                    self.pending = self.pending[-65536:]
-                return
-            raw, self.pending = self.pending[:end + 1], self.pending[end + 1:]
-            line_offset = self.pending_offset
-            self.pending_offset += len(raw)
-            self._line(raw.rstrip(b"\r\n").decode("utf-8", "replace"), line_offset, len(raw), t)
-
-    def _line(self, line: str, offset: int, length: int, t: float | None) -> None:
-        base = dict(self.sock.identity(), dir=self.direction)
-        is_reply_line = len(line) >= 3 and line[:3].isdigit() and (len(line) == 3 or line[3] in " -")
-        if self.reply_lines or is_reply_line:
-            if not self.reply_lines:
-                self.reply_offset = offset
-            self.reply_lines.append(line)
-            first = self.reply_lines[0]
-            # A reply ends on a line that starts with its code and a space
-            # (RFC 959 section 4.2); "123-" opens a multi-line reply.
-            if is_reply_line and line[:3] == first[:3] and (len(line) == 3 or line[3] == " ") \
-                    and (len(self.reply_lines) > 1 or len(first) == 3 or first[3] == " "):
-                text = "\n".join(self.reply_lines)
-                self.sock.tracer.emit("reply", t=t, code=int(first[:3]), text=text,
-                                      offset=self.reply_offset,
-                                      len=offset + length - self.reply_offset, **base)
-                self.reply_lines = []
-            return
-        verb, _, arg = line.partition(" ")
-        verb = verb.upper()
-        if verb == "PASS" and arg:
-            arg = "****"
-        self.sock.tracer.emit("command", t=t, verb=verb, arg=arg,
-                              text=f"{verb} {arg}".rstrip(), offset=offset, len=length, **base)
-
-
-def _redact(text: str) -> str:
-    """Hide the argument of PASS wherever it appears in raw control text."""
-    if "PASS" not in text.upper():
-        return text
-    out = []
-    for line in text.split("\n"):
-        head = line[:5].upper()
-        if head == "PASS ":
-            line = line[:5] + "****" + ("\r" if line.endswith("\r") else "")
-        out.append(line)
-    return "\n".join(out)

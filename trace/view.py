@@ -27,15 +27,14 @@ from pathlib import Path
 
 from rich.console import Console
 
+from . import reader
 from .diagram import Painter, summary
 from .model import KNOWN_EVENTS, Session
-from .reader import TraceError, read_log
-# The reader's reordering window and merge key: logs are merged exactly as
-# trace.load() merges them. (load() itself cannot take our line counter.)
-from .reader import merge
+from .printable import has_unsafe, printable
+from .reader import TraceError
+from .selection import Selection
 
 EXPORT_FORMATS = (".svg", ".html", ".txt")
-POLL_SECONDS = 0.1          # how often --follow looks for new lines
 FLUSH_AFTER_IDLE = 0.3      # a live log quiet this long: draw what is held back
 MAX_REPLAY_PAUSE = 3.0      # --replay never waits longer than this between rows
 PROBLEMS_SHOWN = 20         # per file; a log that is all garbage says so once
@@ -86,6 +85,11 @@ def parse_args(argv):
         parser.error("give at least one LOG ('-' for standard input)")
     if args.export and Path(args.export).suffix.lower() not in EXPORT_FORMATS:
         parser.error(f"--export: the file must end in {', '.join(EXPORT_FORMATS)}")
+    if args.export:
+        # Said now, not after the whole diagram has been drawn.
+        problem = _export_problem(Path(args.export))
+        if problem:
+            parser.error(printable(f"--export: {args.export}: {problem}"))
     if args.follow and len(args.logs) > 1:
         parser.error("--follow takes one log")
     if args.pcap and (args.follow or args.step or args.replay is not None or args.json):
@@ -99,6 +103,20 @@ def parse_args(argv):
     if args.width is not None and args.width < 40:
         parser.error("--width: at least 40 columns")
     return args
+
+
+def _export_problem(path: Path) -> str | None:
+    """Why the export could not be written there, or None."""
+    folder = path.parent
+    if not folder.exists():
+        return f"no such folder {str(folder)!r}"
+    if not folder.is_dir():
+        return f"{str(folder)!r} is not a folder"
+    if path.is_dir():
+        return "is a folder"
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "permission denied"
+    return None
 
 
 def _connection_number(text: str) -> int:
@@ -148,89 +166,8 @@ class Problems:
     def close(self) -> None:
         for source, n in self.count.items():
             if n > PROBLEMS_SHOWN:
-                print(f"{source}: {n - PROBLEMS_SHOWN} more problems not shown",
+                print(printable(f"{source}: {n - PROBLEMS_SHOWN} more problems not shown"),
                       file=self.stream)
-
-
-class LogLines:
-    """The raw lines of one log, counted, for the reader to parse.
-
-    It knows whether the last line was cut off (no newline), which the
-    reader skips without a word. With ``follow`` it never ends at the end
-    of the file: it waits for more, handing on only whole lines, and calls
-    ``on_idle(seconds)`` while nothing new comes.
-    """
-
-    def __init__(self, raw, *, follow=False, idle_limit=None, on_idle=None, owned=True,
-                 path=None):
-        self.raw = raw
-        self.path = path          # to notice the file being replaced, with --follow
-        self.follow = follow
-        self.idle_limit = idle_limit
-        self.on_idle = on_idle
-        self.owned = owned
-        self.count = 0            # lines handed on so far
-        self.cut_off = False      # the last line had no newline
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.owned:
-            self.raw.close()
-
-    def __iter__(self):
-        return self._following() if self.follow else self._reading()
-
-    def _reading(self):
-        for line in self.raw:
-            self.count += 1
-            # Only the last line can lack its newline; the reader may stop
-            # pulling right after it, so note it before handing it on.
-            if line[-1:] != b"\n":
-                self.cut_off = True
-            yield line
-
-    def _following(self):
-        partial = b""
-        quiet_since = time.monotonic()
-        while True:
-            line = self.raw.readline()
-            if line:
-                partial += line
-                if partial.endswith(b"\n"):
-                    self.count += 1
-                    yield partial
-                    partial = b""
-                    quiet_since = time.monotonic()
-                continue
-            quiet = time.monotonic() - quiet_since
-            if self.idle_limit is not None and quiet >= self.idle_limit:
-                break
-            if self._replaced():
-                # A new session was started into the same path (trace.demo
-                # deletes the old log first): carry on with the new file.
-                print(f"{self.path}: replaced by a new log; following that",
-                      file=sys.stderr, flush=True)
-                self.raw.close()
-                self.raw = open(self.path, "rb")
-                partial = b""
-                continue
-            if self.on_idle is not None:
-                self.on_idle(quiet)
-            time.sleep(POLL_SECONDS)
-        if partial:
-            self.count += 1
-            self.cut_off = True
-            yield partial
-
-    def _replaced(self) -> bool:
-        if self.path is None:
-            return False
-        try:
-            return os.stat(self.path).st_ino != os.fstat(self.raw.fileno()).st_ino
-        except OSError:
-            return False          # gone for now: wait for it to come back
 
 
 def events_of(path: str, problems: Problems, *, follow=False, idle_limit=None, on_idle=None):
@@ -239,48 +176,18 @@ def events_of(path: str, problems: Problems, *, follow=False, idle_limit=None, o
     A log that cannot be read at all (missing, empty, binary) is reported
     and yields nothing, so the other logs can still be shown.
     """
-    source = "<stdin>" if path == "-" else path
-    follow = follow and path != "-"   # a pipe streams anyway, and its end is final
-    if follow:
-        _wait_for(path, idle_limit)
     try:
-        raw = sys.stdin.buffer if path == "-" else open(path, "rb")
-    except OSError:
-        raw = None
-    try:
-        if raw is None:
-            # Let the reader word the error, so all the kit's tools say the same.
-            yield from read_log(path, problems)
-            return
-        lines = LogLines(raw, follow=follow, idle_limit=idle_limit, on_idle=on_idle,
-                         owned=path != "-", path=path if follow else None)
-        last_good = 0
-        for event in read_log(path, problems, stream=lines):
-            last_good = event.lineno
-            yield event
-        if lines.cut_off and last_good != lines.count:
-            problems(TraceError(source, lines.count,
-                                "the last line is cut off (was the log still being written?); "
-                                "skipped"))
+        if follow and path != "-":     # a pipe streams anyway, and its end is final
+            yield from reader.follow(path, problems, idle_limit=idle_limit, on_idle=on_idle)
+        else:
+            yield from reader.read_log(path, problems, on_cut_off=problems)
     except TraceError as err:
         problems(err)
 
 
-def _wait_for(path: str, idle_limit: float | None) -> None:
-    """With --follow, a log that does not exist yet is waited for (like tail -F)."""
-    if os.path.exists(path):
-        return
-    print(f"{path}: waiting for the log to appear", file=sys.stderr, flush=True)
-    started = time.monotonic()
-    while not os.path.exists(path):
-        if idle_limit is not None and time.monotonic() - started >= idle_limit:
-            return                # then reported as missing, as without --follow
-        time.sleep(POLL_SECONDS)
-
-
 def merged_events(paths, problems: Problems):
     """The events of several logs, merged in time order as ``trace.load`` does."""
-    return merge([events_of(path, problems) for path in paths])
+    return reader.merge([events_of(path, problems) for path in paths])
 
 
 # --- showing them ------------------------------------------------------------------------
@@ -297,6 +204,7 @@ class View:
         self.session = Session(on_problem=problems,
                                segments=not (args.summary or args.json))
         self.painter: Painter | None = None
+        self.selection = Selection(args.channel, args.conn)
         self.flushed_while_idle = False
         self.header_shown = False
         self.last_row_time: float | None = None
@@ -334,7 +242,8 @@ class View:
             return 0
         if self.session.events_used == 0:
             if not self.problems.count:    # otherwise the problems said why
-                print(f"{', '.join(args.logs)}: no trace events in the log", file=sys.stderr)
+                print(printable(f"{', '.join(args.logs)}: no trace events in the log"),
+                      file=sys.stderr)
             return 2
         if not args.json:
             self.console.print(summary(self.session, channel=args.channel, conn=args.conn))
@@ -411,36 +320,28 @@ class View:
     def emit_json(self, event) -> None:
         # Events that were reported as bad are left out; unknown ones go through.
         unknown = event.get("type") not in KNOWN_EVENTS
-        if (unknown or not self.session.last_rejected) and self.wanted_event(event):
-            sys.stdout.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
-
-    def wanted_event(self, event) -> bool:
-        """The same choice as the diagram's, made on raw events for --json."""
-        args = self.args
-        kind = event.get("type")
-        if kind == "header":
-            return True                    # keeps the output a valid log
-        if args.conn is not None:
-            connection = self.session.connection_of(event)
-            return connection is not None and connection.number == args.conn
-        if args.channel is not None:
-            channel = event.get("channel")
-            if kind in ("transfer_start", "transfer_end"):
-                channel = "data"
-            return channel in (args.channel, None)
-        return True
+        if (unknown or not self.session.last_rejected) and self.selection.event(event, self.session):
+            line = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+            if has_unsafe(line):
+                # JSON escapes C0 controls but not C1 ones, bidi overrides or
+                # lone surrogates: those go out as \u escapes, which decode the same.
+                line = json.dumps(event, separators=(",", ":"))
+            sys.stdout.write(line + "\n")
 
     def export(self) -> None:
         path = self.args.export
         if not path:
             return
         suffix = Path(path).suffix.lower()
-        if suffix == ".svg":
-            self.console.save_svg(path, title="ftpkit session")
-        elif suffix == ".html":
-            self.console.save_html(path)
-        else:
-            self.console.save_text(path)
+        try:
+            if suffix == ".svg":
+                self.console.save_svg(path, title="ftpkit session")
+            elif suffix == ".html":
+                self.console.save_html(path)
+            else:
+                self.console.save_text(path)
+        except OSError as err:             # the folder went away while we drew
+            raise TraceError(path, None, f"cannot export: {err.strerror or err}") from None
 
 
 class QuitStepping(Exception):
