@@ -227,11 +227,15 @@ def test_import_trace_loads_only_the_tracer():
     """A traced server imports trace to write; reading and correlating load on first use."""
     code = ("import sys, trace\n"
             "print(sorted(m for m in sys.modules if m == 'trace' or m.startswith('trace.')))\n"
+            "print(any(m.startswith('scapy') for m in sys.modules))\n"
             "trace.load, trace.TraceError, trace.correlate.correlate\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[0] == "['trace', 'trace.linetap', 'trace.tracer']"
+    loaded, scapy_loaded = result.stdout.split("\n")[:2]
+    # The tracer, its line tap, and the one parser of reply lines it uses.
+    assert loaded == "['trace', 'trace.addresses', 'trace.announce', 'trace.linetap', 'trace.tracer']"
+    assert scapy_loaded == "False"
 
 
 def test_transfer_end_is_written_one_way(tmp_path):

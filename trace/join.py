@@ -38,6 +38,7 @@ from .announce import TRANSFER_VERBS, announcement_of_event
 from .intervals import gaps, offset_of, overlap, relative, union
 from .pcap import as_segments
 from .results import Connection, Correlation, Retransmission, TraceEnd
+from .reader import time_order_key
 from .tcp import ACK, FIN, RST, SYN, Segment
 
 __all__ = ["correlate", "pair_connections", "find_trace_ends", "attach_trace_ends",
@@ -420,10 +421,6 @@ def name_repeated_events(result: Correlation) -> None:
 
 # --- both sides of every mapping in a stable order --------------------------------------
 
-def _trace_order(ev):
-    return (ev.get("t", 0.0), ev.get("pid", 0), ev.get("seq", 0))
-
-
 def _dedup(items: list) -> list:
     seen, out = set(), []
     for item in items:
@@ -437,9 +434,9 @@ def _order_mappings(result: Correlation) -> None:
     """Events in trace order, segments in capture order, each once."""
     for seg in result.segments:
         if len(seg.events) > 1:
-            seg.events = _dedup(sorted(seg.events, key=_trace_order))
+            seg.events = _dedup(sorted(seg.events, key=time_order_key))
         if len(seg.acks) > 1:
-            seg.acks = _dedup(sorted(seg.acks, key=_trace_order))
+            seg.acks = _dedup(sorted(seg.acks, key=time_order_key))
     for key, segs in result.by_event.items():
         if len(segs) > 1:
             result.by_event[key] = _dedup(sorted(segs, key=lambda s: s.number))

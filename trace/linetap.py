@@ -22,6 +22,8 @@ folded: the budget bounds what junk costs, not what a session says.
 
 from __future__ import annotations
 
+from .announce import ends_reply, is_reply_line, reply_code  # the one reader of reply lines
+
 # Error events written one by one before any input has paid for them: more
 # than a normal session ever has (a class's worth of 550s), so that only
 # floods are folded.
@@ -37,26 +39,6 @@ FOLD_LIMIT = 10_000
 MAX_TEXT = 64 * 1024
 # A line with no end yet keeps at most this many of its last bytes.
 MAX_PENDING = 64 * 1024
-
-
-# Reply lines, as trace.announce (the kit's one parser of the control channel's
-# announcements and reply lines) reads them, with the same names and meaning:
-# when that module is in the package, these three become an import from it.
-def reply_code(line: str) -> int | None:
-    """The code of a reply line (``NNN text``, ``NNN-text``, a bare ``NNN``:
-    RFC 959 section 4.2), or None for any other line."""
-    if len(line) >= 3 and line[:3].isdigit() and (len(line) == 3 or line[3] in " -"):
-        return int(line[:3])
-    return None
-
-
-def is_reply_line(line: str) -> bool:
-    return reply_code(line) is not None
-
-
-def ends_reply(line: str, code: int) -> bool:
-    """Whether ``line`` is the last line of a reply with this ``code``."""
-    return reply_code(line) == code and (len(line) == 3 or line[3] == " ")
 
 
 def is_error_line(line: str) -> bool:

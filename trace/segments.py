@@ -32,6 +32,7 @@ from rich.text import Text
 
 from .announce import TRANSFER_VERBS
 from .join import correlate
+from .reader import time_order_key
 from .results import Correlation
 from .tcp import Segment
 
@@ -54,7 +55,7 @@ def render_with_segments(events, packets, *, correlation: Correlation | None = N
     events (by default its commands and replies stand for them).
     """
     result = correlation or correlate(events, packets)
-    evs = sorted(result.events, key=lambda e: (e.get("t", 0.0), e.get("pid", 0), e.get("seq", 0)))
+    evs = sorted(result.events, key=time_order_key)
     t0 = min([e["t"] for e in evs if "t" in e] + [s.t for s in result.segments] or [0.0])
 
     # Where each segment is shown: the index of its event, or None.
