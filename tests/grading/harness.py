@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ftplib
 import hashlib
-import importlib
 import io
 import json
 import os
@@ -85,11 +84,8 @@ class Impl:
     def name(self) -> str:
         return self.package if self.directory.parent == REPO_ROOT else str(self.directory)
 
-    def module(self, name: str):
-        return importlib.import_module(f"{self.package}.{name}")
-
     def env(self) -> dict:
-        """Environment for a subprocess that runs ``python -m <package>.x``."""
+        """Environment for the reference server (the kit's own code, run as the grader)."""
         paths = []
         for path in (str(self.directory.parent), str(REPO_ROOT)):
             if path not in paths:
@@ -111,8 +107,7 @@ def resolve_impl(value: str | None) -> Impl:
         raise ValueError(f"--impl {value}: {directory} is not a lab package (no server.py there)")
     if not directory.name.isidentifier():
         raise ValueError(f"--impl {value}: the folder's name must be a Python identifier")
-    if directory.parent != REPO_ROOT:
-        sys.path.insert(0, str(directory.parent))
+    # Never put the submission on this process's sys.path: it runs in the sandbox only.
     return Impl(directory.name, directory)
 
 
@@ -369,23 +364,30 @@ def expect_same_bytes(actual: bytes, expected: bytes, what: str) -> None:
 # --- processes ------------------------------------------------------------------------
 
 class Process:
-    """A server process started with ``python -m <package>.server``."""
+    """A server process started with ``python -m <package>.server``: the
+    student's in the sandbox (``sandbox``), the reference as the grader."""
 
-    def __init__(self, label: str, package: str, env: dict, root: Path, workdir: Path,
-                 steps: Steps, *extra: str, traced: bool = True):
+    def __init__(self, label: str, package: str, env: dict | None, root: Path, workdir: Path,
+                 steps: Steps, *extra: str, traced: bool = True, sandbox=None):
         self.label = label
+        self.sandbox = sandbox
         workdir.mkdir(parents=True, exist_ok=True)
         self.trace_path = workdir / f"{package}-server-{id(self)}.log"
         self.out_path = workdir / f"{package}-server-{id(self)}.out"
         self.err_path = workdir / f"{package}-server-{id(self)}.err"
-        command = [sys.executable, "-m", f"{package}.server", "--root", str(root), *extra]
+        arguments = ["--root", str(root), *extra]
         if traced:
-            command += ["--trace", str(self.trace_path)]
+            arguments += ["--trace", str(self.trace_path)]
             steps.trace(label, self.trace_path)
         steps.log(label, self.err_path)
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.process = subprocess.Popen(command + ["0"], cwd=workdir, env=env, stdout=out,
-                                            stderr=err, stdin=subprocess.DEVNULL)
+            if sandbox is not None:
+                self.process = sandbox.start(sandbox.python(f"{package}.server", arguments + ["0"]), workdir,
+                                             out, err)
+            else:
+                self.process = subprocess.Popen([sys.executable, "-m", f"{package}.server", *arguments, "0"],
+                                                cwd=workdir, env=env, stdout=out, stderr=err,
+                                                stdin=subprocess.DEVNULL)
         self.host, self.port = self._wait_until_listening()
 
     def _wait_until_listening(self, timeout: float = 10.0) -> tuple[str, int]:

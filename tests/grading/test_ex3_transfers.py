@@ -70,10 +70,11 @@ def test_server_lists_directories(kind, files, student_server, ftp_client):
 
 @ex3
 @points(3)
-def test_server_keeps_clients_inside_the_root(files, tmp_path, student_server, probe):
+def test_server_keeps_clients_inside_the_root(files, sandbox, student_server, probe):
     """Paths that lead out of the root are refused with 550"""
     root, _ = files
-    (tmp_path / "secret.txt").write_bytes(b"outside the root")
+    (root.parent / "secret.txt").write_bytes(b"outside the root")
+    sandbox.give(root.parent)
     server = student_server(root)
     control = probe(server.address)
     control.login()
