@@ -27,7 +27,6 @@ import json
 import os
 import socket
 import sys
-import traceback
 
 CAP = 2000          # characters of any text the student's code produces
 
@@ -124,16 +123,29 @@ class Driver:
 
     def describe(self, error: BaseException) -> dict:
         """The exception as the grader shows it: class names, message, and the
-        frames of the traceback that are in the submission (nothing of the driver)."""
-        frames = []
-        for frame in traceback.extract_tb(error.__traceback__):
-            path = os.path.abspath(frame.filename)
-            if path.startswith(self.package_dir + os.sep):
-                frames.append({"file": os.path.relpath(path, os.path.dirname(self.package_dir)),
-                               "line": frame.lineno, "function": getattr(frame, "name", ""),
-                               "code": (frame.line or "")[:200]})
+        frames of the traceback that are in the submission (nothing of the driver).
+        ``context`` holds the frames of the exception it was raised while
+        handling: given code that turns a student's TimeoutError into
+        ConnectionLost hides where the wait was."""
+        context = error.__cause__ or error.__context__
         return {"type": type(error).__name__, "mro": [c.__name__ for c in type(error).__mro__],
-                "message": _text(error, str), "frames": frames[-20:]}
+                "message": _text(error, str), "frames": self.frames(error)[-20:],
+                "context": ({"type": type(context).__name__, "message": _text(context, str)[:300],
+                             "frames": self.frames(context)[-20:]} if context is not None else None)}
+
+    def frames(self, error: BaseException) -> list:
+        out = []
+        tb = error.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            path = os.path.abspath(code.co_filename)
+            if path.startswith(self.package_dir + os.sep):
+                import linecache
+                out.append({"file": os.path.relpath(path, os.path.dirname(self.package_dir)),
+                            "line": tb.tb_lineno, "function": getattr(code, "co_qualname", code.co_name),
+                            "code": linecache.getline(path, tb.tb_lineno).strip()[:200]})
+            tb = tb.tb_next
+        return out
 
 
 def _text(value, show) -> str:

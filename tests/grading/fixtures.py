@@ -27,7 +27,8 @@ def sandbox(request):
     impl = request.config._ftpkit_impl
     gradescope = request.config.getoption("--gradescope", None)
     hide = [Path(gradescope).resolve().parent] if gradescope else []
-    box = Sandbox(impl.package, impl.directory, hide=hide)
+    box = Sandbox(impl.package, impl.directory, hide=hide,
+                  isolate=request.config.getoption("--isolation", "auto") != "off")
     if not box.isolated:
         print("\n" + WEAKER, file=sys.stderr)
     request.config._ftpkit_sandbox = box

@@ -139,10 +139,11 @@ class Steps:
         out = []
         for label, path in self.traces:
             events = read_events(path)
-            if not events:
-                out.append(f"Steps ({label}): the trace is empty: nothing was traced")
+            lines = describe(events)[0]
+            if not lines:
+                out.append(f"Steps ({label}): none: its trace has no socket events"
+                           + (" (not even a header)" if not events else ""))
                 continue
-            lines = describe(events)
             out.append(f"Steps so far (from the trace of {label}):")
             if len(lines) > limit:
                 out.append(f"  ... {len(lines) - limit} earlier steps left out ...")
@@ -153,58 +154,91 @@ class Steps:
             out.extend(f"  {n:3d}. {note}" for n, note in enumerate(self.notes, 1))
         for label, path in self.logs:
             try:
-                text = path.read_text(errors="replace").strip()
+                with open(path, "rb") as log:
+                    text = log.read(1 << 20).decode("utf-8", "replace").strip()
             except OSError:
                 continue
             if text:
                 tail = text.splitlines()[-15:]
                 out.append(f"{label} printed (last lines):")
-                out.extend(f"  | {line}" for line in tail)
+                # Paths into the sandbox's copy read as the student's own: lab/server.py.
+                out.extend(f"  | {SANDBOX_PATH.sub('', line)[:300]}" for line in tail)
         return "\n".join(out)
 
 
-def read_events(path: Path) -> list[dict]:
+SANDBOX_PATH = re.compile(r"/\S*?/ftpkit-grading-[^/\s]+/code/")
+
+
+# A trace the student's code wrote may be huge (a busy loop traces every
+# empty recv): the grader reads this many events of it at most.
+MAX_EVENTS = 200_000
+
+
+def read_events(path: Path, limit: int = MAX_EVENTS) -> list:
+    """The events of one trace log in time order, through the kit's reader
+    (``trace.load``); lines that are not events are passed over."""
+    import trace
     events = []
     try:
-        with open(path, "rb") as log:
-            for raw in log:
-                if not raw.endswith(b"\n"):
-                    break
-                try:
-                    events.append(json.loads(raw))
-                except ValueError:
-                    continue
-    except OSError:
-        return []
-    events.sort(key=lambda e: (e.get("t", 0), e.get("pid", 0), e.get("seq", 0)))
+        for event in trace.load(path, on_problem=lambda problem: None):
+            events.append(event)
+            if len(events) >= limit:
+                break
+    except (trace.TraceError, OSError, ValueError):
+        pass
     return events
 
 
-def describe(events: list[dict]) -> list[str]:
-    """Numbered, one line per step; consecutive data sends or recvs merged."""
+def describe(events: list) -> tuple[list[str], dict[int, int]]:
+    """Numbered, one line per step; consecutive data sends or recvs merged, and
+    repeated ends of stream on one connection folded into one line.
+
+    Returns the lines and, for each event index, the number of its step, so a
+    check can name the steps it is about ("step 17, the 226")."""
     lines: list[str] = []
-    merged = None          # (type, conn, count, bytes, first offset) of a run of data sends/recvs
+    step_of: dict[int, int] = {}
+    merged = None          # [type, conn, count, bytes, first offset, event indexes] of a run
 
     def flush():
         nonlocal merged
         if merged:
-            kind, who, count, total, first = merged
-            verb = "sent" if kind == "send" else "received"
-            lines.append(f"{who:<12} {kind:<8} {total} bytes {verb} ({count} call{'s' * (count > 1)}, "
-                         f"stream offset {first}-{first + total - 1})")
+            kind, who, count, total, first, indexes = merged
+            if kind == "eof":
+                text = "end of stream: the peer closed its side"
+                if count > 1:
+                    text += (f" (recv returned b'' {count} times in a row: a loop that kept reading "
+                             "after the end of the stream)")
+                lines.append(f"{who:<12} {'recv':<8} {text}")
+            else:
+                verb = "sent" if kind == "send" else "received"
+                lines.append(f"{who:<12} {kind:<8} {total} bytes {verb} ({count} call{'s' * (count > 1)}, "
+                             f"stream offset {first}-{first + total - 1})")
+            for index in indexes:
+                step_of[index] = len(lines)
             merged = None
 
-    for event in events:
+    for index, event in enumerate(events):
         kind = event.get("type")
         if kind in ("header", "command", "reply", None):
             continue
         who = f"{event.get('channel', '')} #{event.get('conn', '')}" if "channel" in event else ""
-        if kind in ("send", "recv") and event.get("channel") == "data" and event.get("len", 0) > 0:
+        if kind in ("send", "recv") and event.get("channel") == "data" and event.get("len", 0) > 0 \
+                and isinstance(event.get("len"), int):
             if merged and merged[0] == kind and merged[1] == who:
-                merged = (kind, who, merged[2] + 1, merged[3] + event["len"], merged[4])
+                merged[2] += 1
+                merged[3] += event["len"]
+                merged[5].append(index)
             else:
                 flush()
-                merged = (kind, who, 1, event["len"], event.get("offset", 0))
+                merged = [kind, who, 1, event["len"], event.get("offset", 0), [index]]
+            continue
+        if kind == "recv" and event.get("len", 0) == 0:
+            if merged and merged[0] == "eof" and merged[1] == who:
+                merged[2] += 1
+                merged[5].append(index)
+            else:
+                flush()
+                merged = ["eof", who, 1, 0, 0, [index]]
             continue
         flush()
         if kind == "listen":
@@ -214,12 +248,7 @@ def describe(events: list[dict]) -> list[str]:
         elif kind == "connect":
             text = f"connected to {event.get('remote')}"
         elif kind in ("send", "recv"):
-            if event.get("len", 0) == 0:
-                text = "end of stream: the peer closed its side"
-            elif "text" in event:
-                text = repr(event["text"])
-            else:
-                text = f"{event['len']} bytes"
+            text = repr(event["text"]) if "text" in event else f"{event.get('len')} bytes"
         elif kind == "close":
             text = "closed" if event.get("remote") is None else \
                 f"closed (sent {event.get('sent')}, received {event.get('received')} bytes)"
@@ -234,9 +263,10 @@ def describe(events: list[dict]) -> list[str]:
             text = f"error: {event.get('message')}"
         else:
             text = json.dumps({k: v for k, v in event.items() if k not in ("t", "seq", "pid", "role")})
-        lines.append(f"{who:<12} {kind:<8} {text}")
+        lines.append(f"{who:<12} {kind:<8} {str(text)[:300]}")
+        step_of[index] = len(lines)
     flush()
-    return [f"  {n:3d}. {line}" for n, line in enumerate(lines, 1)]
+    return [f"  {n:3d}. {line}" for n, line in enumerate(lines, 1)], step_of
 
 
 # --- trace analysis: the two-channel design --------------------------------------
@@ -280,6 +310,26 @@ class Trace:
     @classmethod
     def load(cls, path: Path) -> "Trace":
         return cls(read_events(path))
+
+    def step(self, index: int) -> int | None:
+        """The number of the step (as a failing test's report lists them) that
+        shows event ``index``; a command or reply is shown by the send or recv
+        that carried its bytes."""
+        if not hasattr(self, "_step_of"):
+            self._step_of = describe(self.events)[1]
+        if index in self._step_of:
+            return self._step_of[index]
+        event = self.events[index]
+        offset, conn = event.get("offset"), event.get("conn")
+        for other in range(max(0, index - 20), min(len(self.events), index + 20)):
+            carrier = self.events[other]
+            if carrier.get("type") in ("send", "recv") and carrier.get("conn") == conn \
+                    and isinstance(offset, int) and isinstance(carrier.get("offset"), int) \
+                    and carrier["offset"] <= offset < carrier["offset"] + max(1, carrier.get("len", 0)) \
+                    and other in self._step_of:
+                return self._step_of[other]
+        later = [self._step_of[i] for i in range(index, len(self.events)) if i in self._step_of]
+        return later[0] if later else None
 
     def of(self, channel: str, how: str | None = None) -> list[Conn]:
         return [c for c in self.conns.values() if c.channel == channel and (how is None or c.how == how)]
@@ -473,7 +523,7 @@ class Probe:
             if not chunk:
                 raise GradingFailure(what, "a reply", "the server closed the control connection"
                                      + (f" after sending {self.buffer!r}" if self.buffer else ""),
-                                     "the session must survive this; see the server's output below")
+                                     "the session must survive this; see what the server printed, above")
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line + b"\n"

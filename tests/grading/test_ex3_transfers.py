@@ -154,7 +154,11 @@ def test_server_two_channel_design(files, student_server, probe, steps):
                                  "close the data socket (with data: ...) before replying 226; its close is the "
                                  "receiver's end of file")
         expect(conn.closed < complete, f"{label}: data connection #{conn.conn} is closed before the 226 reply",
-               "close, then 226", "226 first")
+               f"the close of data #{conn.conn}, then the 226",
+               f"step {trace.step(complete)}, the 226, came before step {trace.step(conn.closed)}, "
+               f"the close of data #{conn.conn}",
+               "close the data connection (leave its with block) before replying 226: the receiver may "
+               "take the 226 as the end of the file and find bytes still arriving")
 
     # Each passive listener accepts once and stops listening.
     for listener in trace.of("data", "listen"):
