@@ -27,6 +27,8 @@ from solutions import generate, release
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUGS = tomllib.loads((REPO_ROOT / "tests/grading/bugs/bugs.toml").read_text(encoding="utf-8"))["bug"]
+CHEATS = tomllib.loads((REPO_ROOT / "tests/grading/cheats/cheats.toml").read_text(encoding="utf-8"))["cheat"]
+AS_ROOT = os.geteuid() == 0
 EXERCISES = ["ex1", "ex2", "ex3", "ex4", "ex5", "ex6"]
 STARTER_LIMIT = 60.0         # seconds: grading the untouched starter must finish within this
 GRADING_TIMEOUT = 150.0      # seconds any one grading may take before it counts as a hang
@@ -128,6 +130,8 @@ class Grading:
     seconds: float
     returncode: int
     output: str
+    path: Path | None = None
+    raw: bytes = b""             # results.json as the grader left it
 
     def test(self, name: str) -> dict:
         for test in self.results.get("tests", []):
@@ -158,8 +162,12 @@ def grade(label: str, impl: str, workdir: Path, *selection: str, cwd: Path = REP
     except subprocess.TimeoutExpired as hung:
         returncode, output = -1, f"the grading hung for {GRADING_TIMEOUT} s\n{hung.stdout or ''}"
     seconds = time.monotonic() - started
-    document = json.loads(results.read_text()) if results.exists() else {}
-    return Grading(label, document, seconds, returncode, output)
+    raw = results.read_bytes() if results.exists() else b""
+    try:
+        document = json.loads(raw) if raw else {}
+    except ValueError:
+        document = {}
+    return Grading(label, document, seconds, returncode, output, results, raw)
 
 
 def bug_package(bug: dict, parent: Path) -> Path:
@@ -173,6 +181,23 @@ def bug_package(bug: dict, parent: Path) -> Path:
             assert count == 1, f"bug {bug['name']}: its `old` text occurs {count} times in solutions/{bug['file']}"
             text = text.replace(bug["old"], bug["new"])
         (package / path.name).write_text(text, encoding="utf-8")
+    return package
+
+
+def cheat_package(cheat: dict, parent: Path) -> Path:
+    """The untouched starter as package cheat_<name>, with the cheat applied."""
+    package = parent / f"cheat_{cheat['name']}"
+    generate.write(lab=package, package=package.name, keep=frozenset())
+    text = cheat["text"].replace("{repo}", str(REPO_ROOT)).replace("{package}", package.name)
+    for name in cheat.get("vendor", []):
+        module = __import__(name)
+        shutil.copytree(Path(module.__file__).parent, package / "_vendor" / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "test*"))
+    target = package / cheat["file"]
+    if cheat.get("replace"):
+        target.write_text(text, encoding="utf-8")
+    else:
+        target.write_text(target.read_text(encoding="utf-8") + "\n" + text, encoding="utf-8")
     return package
 
 
@@ -194,6 +219,12 @@ def gradings(tmp_path_factory, student_release) -> dict[str, Grading]:
         jobs[f"bug {bug['name']}"] = (str(bug_package(bug, workdir / "bugs")), ("-m", bug["exercise"]))
     for exercise in EXERCISES:
         jobs[f"only {exercise}"] = (str(only_stubbed(exercise, workdir / "partial")), ("-m", exercise))
+    if AS_ROOT:
+        for cheat in CHEATS:
+            jobs[f"cheat {cheat['name']}"] = (str(cheat_package(cheat, workdir / "cheats")), ())
+        # The control: without the sandbox the same cheat works, so the zero above is the sandbox's doing.
+        jobs["control import_solutions"] = (str(workdir / "cheats" / "cheat_import_solutions"),
+                                            ("--isolation", "off", "-m", "ex1"))
     # A student who finished everything, graded in the release: solutions copied over lab/.
     finished = student_release / "lab"
     for path in generate.solution_modules():
@@ -209,7 +240,10 @@ def gradings(tmp_path_factory, student_release) -> dict[str, Grading]:
     with ThreadPoolExecutor(max_workers=max(2, 2 * (os.cpu_count() or 1))) as pool:
         # The starter first, so its time is measured while the pool is least busy.
         order = sorted(jobs.items(), key=lambda item: item[0] != "starter")
-        return dict(pool.map(run, order))
+        done = dict(pool.map(run, order))
+    if AS_ROOT:
+        time.sleep(4)        # a detached cheat sleeps 2.5 s past its grading before it strikes
+    return done
 
 
 def _no_harness_error(grading: Grading) -> None:
@@ -331,3 +365,62 @@ def test_skips_errors_and_timeouts_count_zero_but_stay_in_the_total(tmp_path):
     assert document["score"] == 6
     assert "still waiting after 1 s" in tests["test_hangs"]["output"]
     assert "total" in run.stdout and "6 / 20" in run.stdout.replace("  ", " ").replace("  ", " "), run.stdout
+
+
+# --- planted cheats: each scores 0 (tests/grading/cheats/cheats.toml) ------------------------
+
+def _student_uid(grading: Grading) -> int | None:
+    import pwd
+    match = re.search(r"student code ran as (ftpkit-student\d+)", grading.output)
+    return pwd.getpwnam(match.group(1)).pw_uid if match else None
+
+
+def _processes_of(uid: int) -> list[str]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                status = Path(f"/proc/{entry.name}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid and not fields["State"].strip().startswith("Z"):
+                found.append(f"{entry.name} {fields['Name'].strip()}")
+    return found
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="the sandbox is complete only as root (its own user, the kit hidden): "
+                                        "CI runs this as root")
+@pytest.mark.parametrize("cheat", CHEATS, ids=[cheat["name"] for cheat in CHEATS])
+def test_planted_cheat_scores_zero(gradings, cheat):
+    grading = gradings[f"cheat {cheat['name']}"]
+    _no_harness_error(grading)
+    scored = {t["name"]: t["score"] for t in grading.results["tests"] if t["score"]}
+    assert grading.results["score"] == 0 and not scored, f"{cheat['description']}: scored {scored}"
+    assert len(grading.results["tests"]) == len(gradings["starter"].results["tests"]), \
+        "the cheat's grading left tests out of results.json"
+    # results.json is still what the grader wrote, seconds after the grading ended.
+    assert grading.path.read_bytes() == grading.raw, f"{cheat['name']}: results.json changed after the grading"
+    # Nothing of the submission outlived the grading.
+    uid = _student_uid(grading)
+    assert uid is not None, f"the grader did not say which user ran the student code:\n{grading.output[-2000:]}"
+    assert not _processes_of(uid), f"{cheat['name']}: processes of the student user survived: {_processes_of(uid)}"
+    # Nothing was written into the kit.
+    for name in ("tests/grading/conftest.py", "tests/grading/test_zz_cheat.py"):
+        assert not (REPO_ROOT / name).exists(), f"{cheat['name']} wrote {name}"
+    assert "cheat was here" not in (REPO_ROOT / "conftest.py").read_text()
+    leak = cheat.get("leak")
+    if leak:
+        assert leak not in grading.raw.decode() and leak not in grading.output, \
+            f"{cheat['name']}: the hidden tests' text reached the results"
+        test = grading.test("test_parse_command")
+        assert "LEAK" in test["output"], "the leaking cheat's exception is shown (so the check above means something)"
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="the control of the cheats' sandbox; the cheats run only as root")
+def test_a_cheat_works_without_the_sandbox(gradings):
+    """import_solutions graded with --isolation off scores: the sandbox is what stops it."""
+    grading = gradings["control import_solutions"]
+    _no_harness_error(grading)
+    assert grading.results["score"] > 0, grading.output[-3000:]
+    assert "isolation: weaker" in grading.output

@@ -362,6 +362,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     write(f"{'total':<34} {sum(r.status == 'passed' for r in results):>6} / {len(results):<5} "
           f"{score:>6g} / {maximum:<5g}" + note)
     write(f"graded in {time.monotonic() - config._ftpkit_started:.1f} s")
+    sandbox = getattr(config, "_ftpkit_sandbox", None)
+    if sandbox is not None:
+        write(f"isolation: student code ran as {sandbox.user} (unprivileged, the kit hidden, limits)"
+              if sandbox.isolated else "isolation: weaker (not root): student code ran as the grader's user")
     if config.getoption("--gradescope"):
         write(f"wrote {config.getoption('--gradescope')}")
 

@@ -129,6 +129,7 @@ class Sandbox:
         self.processes: list[subprocess.Popen] = []
         self.sessions: set[int] = set()
         self._count = 0
+        self.executable = self._student_python() if self.isolated else sys.executable
 
     def _copy_code(self, directory: Path) -> None:
         """The submission and the kit's trace package, readable, owned by root."""
@@ -155,6 +156,24 @@ class Sandbox:
             if path not in out:
                 out.append(path)
         return out
+
+    def _student_python(self) -> str:
+        """An interpreter the student user can run with its standard library:
+        the grader's own, or, when that one lives where the user cannot read
+        (pyenv under /root), the system's Python of the same version."""
+        version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        check = "import sys, json; print(sys.version_info[0], sys.version_info[1], sys.prefix)"
+        for candidate in (sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+            if not os.path.exists(candidate):
+                continue
+            run = subprocess.run(self.command([candidate, "-I", "-c", check]), capture_output=True, text=True,
+                                 env=self.environment(self.base), cwd=self.base, preexec_fn=_limit_resources)
+            words = run.stdout.split()
+            if run.returncode == 0 and words[:2] == version.split(".") and \
+                    (candidate != sys.executable or words[2] == sys.prefix):
+                return candidate
+        raise RuntimeError(f"no Python {version} that the student user {self.user} can run "
+                           f"({sys.executable} is out of its reach)")
 
     # --- folders -----------------------------------------------------------------
 
@@ -192,7 +211,7 @@ class Sandbox:
 
     def python(self, module: str, args: list[str]) -> list[str]:
         """``python -m module args`` from the sandbox's copy, and nothing else of the kit."""
-        return [sys.executable, "-I", "-u", str(self.code / "_ftpkit_run.py"), module, *args]
+        return [self.executable, "-I", "-u", str(self.code / "_ftpkit_run.py"), module, *args]
 
     def start(self, argv: list[str], cwd: Path, stdout, stderr, stdin=subprocess.DEVNULL,
               pass_fds=()) -> subprocess.Popen:
@@ -218,15 +237,22 @@ class Sandbox:
     def kill_all(self) -> None:
         """Every process of the submission ends here: nothing survives a test."""
         if self.isolated:
-            for _ in range(100):
-                if not self._student_pids():
+            for _ in range(200):
+                pids = self._student_pids()
+                if not pids:
                     break
-                # kill(-1) as the student user: every process it owns, at once, so a
-                # fork bomb has no time to replace the ones already killed.
-                subprocess.run(["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
-                                "kill", "-KILL", "-1"], capture_output=True)
+                # Stop them all first, then kill: a stopped process cannot fork, so a
+                # fork bomb cannot replace the processes already killed. (Killing as
+                # the student user, kill -1, needs an exec that RLIMIT_NPROC refuses
+                # once a fork bomb has used up the user's processes.)
+                for signal_number in (signal.SIGSTOP, signal.SIGKILL):
+                    for pid in pids:
+                        try:
+                            os.kill(pid, signal_number)
+                        except OSError:
+                            pass
             else:
-                print(f"ftpkit grader: processes of {self.user} survived 100 kills", file=sys.stderr)
+                print(f"ftpkit grader: processes of {self.user} survived 200 rounds of kills", file=sys.stderr)
         else:
             for pid in self._session_pids():
                 try:
@@ -352,7 +378,7 @@ class Child:
         request_read, self._request = os.pipe()
         self._answer, answer_write = os.pipe()
         with open(self.log, "wb") as out:
-            argv = [sys.executable, "-I", "-u", str(sandbox.code / "_ftpkit_driver.py"), str(sandbox.code),
+            argv = [sandbox.executable, "-I", "-u", str(sandbox.code / "_ftpkit_driver.py"), str(sandbox.code),
                     sandbox.package, str(request_read), str(answer_write)]
             self.process = sandbox.start(argv, cwd, out, subprocess.STDOUT, pass_fds=(request_read, answer_write))
         os.close(request_read)
