@@ -167,7 +167,11 @@ def pytest_runtest_makereport(item, call):
             result.status, result.output = "failed", report.longrepr
             return
     if report.failed:
-        text = explain(item, call)
+        try:
+            text = explain(item, call)
+        except BaseException as error:     # the test's timeout may strike here too: never an INTERNALERROR
+            text = (f"{getattr(report, 'longreprtext', '')[-2000:]}\n(the grader could not explain this "
+                    f"failure further: {type(error).__name__}: {str(error)[:200]})")
         report.longrepr = text
         result.status = "failed" if call.when == "call" else "error"
         result.output = text
@@ -257,10 +261,13 @@ def student_exception(error: StudentError) -> str:
         if not written and hidden_cause:
             lines.append(f"                (raised while handling {context.get('type')}: "
                          f"{str(context.get('message', ''))[:200]})")
-    shown = (context.get("frames", []) if context and not written else []) + frames
-    if len(shown) > 1:
+    if len(frames) > 1 or (hidden_cause and not written):
         lines.append("      your code's traceback (innermost last):")
-        lines += [f"        {f['file']}:{f['line']} in {f['function']}: {f['code']}" for f in shown[-8:]]
+        lines += [f"        {f['file']}:{f['line']} in {f['function']}: {f['code']}" for f in frames[-8:]]
+        if hidden_cause and not written:
+            lines.append(f"      raised while handling {context.get('type')}, from:")
+            lines += [f"        {f['file']}:{f['line']} in {f['function']}: {f['code']}"
+                      for f in context.get("frames", [])[-8:]]
     return "\n".join(lines)
 
 
@@ -304,7 +311,8 @@ def trace_locations(item) -> str:
         destination = keep / name
         try:
             with open(path, "rb") as source, open(destination, "wb") as copy:
-                shutil.copyfileobj(source, copy, 1 << 20)
+                # At most 64 MiB (RLIMIT_FSIZE caps what the student's code writes anyway).
+                copy.write(source.read(64 << 20))
         except OSError:
             continue
         paths.append((label, destination))
@@ -365,7 +373,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     sandbox = getattr(config, "_ftpkit_sandbox", None)
     if sandbox is not None:
         write(f"isolation: student code ran as {sandbox.user} (unprivileged, the kit hidden, limits)"
-              if sandbox.isolated else "isolation: weaker (not root): student code ran as the grader's user")
+              if sandbox.isolated else "isolation: weaker: student code ran as the grader's user "
+              "(not root, or --isolation off)")
     if config.getoption("--gradescope"):
         write(f"wrote {config.getoption('--gradescope')}")
 
