@@ -529,8 +529,8 @@ class Remote:
         object.__setattr__(self, "_number", number)
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
+        if name.startswith("__") and name not in ("__file__", "__name__"):
+            raise AttributeError(name)      # Python's own probing (copy, pickle, pytest) stays here
         fields = object.__getattribute__(self, "_fields")
         if fields is not None and self._frozen and name in fields:
             return fields[name]
