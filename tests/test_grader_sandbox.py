@@ -191,3 +191,62 @@ def test_classroom_cli_without_results_gives_zero(tmp_path):
     assert run.returncode == 0 and "no usable results" in run.stderr
     result = json.loads(base64.b64decode(run.stdout.strip().split("=", 1)[1]))
     assert result["tests"] == [] and result["status"] == "fail"
+
+
+# --- the grader run as a program ---------------------------------------------------
+
+def _grade(*args, cwd=REPO_ROOT, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+                           *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
+
+
+def test_table_of_extra_credit_alone(tmp_path):
+    """-m ex6 used to print 'total 3 / 3 10 / 0'."""
+    (tmp_path / "test_extra.py").write_text(
+        "import pytest\n\n@pytest.mark.ex6\n@pytest.mark.points(10)\ndef test_extra():\n    pass\n")
+    run = _grade(str(tmp_path / "test_extra.py"), "-m", "ex6", "-p", "tests.grading.plugin")
+    total = [line for line in run.stdout.splitlines() if line.startswith("total")]
+    assert total and re.search(r"10 / 10\s+\(extra credit only\)", total[0]), run.stdout
+
+
+EARLY_FRAMER = [
+    ('''                if len(self._buffer) > self.max_line + 1:
+                    # Too long already: drop it now rather than hold it, and
+                    # report it once its end arrives, so replies stay in step.
+                    self._discarding += len(self._buffer)
+                    del self._buffer[:]
+                    self._searched = 0
+                return None''',
+     '''                if len(self._buffer) > self.max_line + 1:
+                    # Reported at once; the rest of the line, up to its LF, is skipped.
+                    length = len(self._buffer)
+                    self._discarding = -1
+                    del self._buffer[:]
+                    self._searched = 0
+                    return LineTooLong(length)
+                return None'''),
+    ('''            if self._discarding:
+                length, self._discarding = self._discarding + len(line), 0
+                return LineTooLong(length)''',
+     '''            if self._discarding:
+                self._discarding = 0
+                continue'''),
+]
+
+
+def test_a_framer_that_reports_an_overlong_line_at_once_passes(tmp_path):
+    """The overlong-line rule allows reporting as soon as the buffer exceeds the
+    limit, not only when the LF arrives (the test used to throw that report away)."""
+    package = tmp_path / "early"
+    shutil.copytree(REPO_ROOT / "solutions", package, ignore=shutil.ignore_patterns("__pycache__"))
+    protocol = (package / "protocol.py").read_text()
+    for old, new in EARLY_FRAMER:
+        assert protocol.count(old) == 1, old
+        protocol = protocol.replace(old, new)
+    (package / "protocol.py").write_text(protocol)
+    results = tmp_path / "results.json"
+    run = _grade("tests/grading", "--impl", str(package), "-k", "test_framer", "--gradescope", str(results))
+    tests = {t["extra_data"]["nodeid"].split("::")[-1]: t["status"] for t in json.loads(results.read_text())["tests"]}
+    assert tests.get("test_framer_refuses_overlong_lines") == "passed", run.stdout[-3000:]
+    assert tests.get("test_framer_handles_partial_and_pipelined_lines") == "passed", run.stdout[-3000:]
