@@ -165,9 +165,10 @@ def test_a_closed_connection_points_at_the_output_above(tmp_path):
 
 
 def test_student_text_is_escaped_and_capped():
-    text = student_text("\x1b[31mred\x07" + "x" * 10_000, cap=100)
-    assert "\x1b" not in text and "\\x1b[31mred\\x07" in text
-    assert len(text) < 200 and "more characters cut" in text
+    text = student_text("\x1b[31mred\x07" + "x" * 10_000 + "the expectation that failed", cap=100)
+    assert "\x1b" not in text and "\\x1b[31mred" in text
+    assert len(text) < 200 and "characters cut" in text
+    assert text.endswith("the expectation that failed"), "the end of a report (what failed) is kept"
 
 
 def test_classroom_runner_has_per_test_points():
@@ -250,3 +251,23 @@ def test_a_framer_that_reports_an_overlong_line_at_once_passes(tmp_path):
     tests = {t["extra_data"]["nodeid"].split("::")[-1]: t["status"] for t in json.loads(results.read_text())["tests"]}
     assert tests.get("test_framer_refuses_overlong_lines") == "passed", run.stdout[-3000:]
     assert tests.get("test_framer_handles_partial_and_pipelined_lines") == "passed", run.stdout[-3000:]
+
+
+@needs_root
+def test_without_mount_namespaces_permissions_hide_the_kit(monkeypatch):
+    """A container that refuses unshare: the kit's folder is closed to other users for
+    the grading, and has its mode back afterwards."""
+    import tests.grading.sandbox as sandbox_module
+    monkeypatch.setattr(sandbox_module, "_mount_namespaces_work", lambda: False)
+    before = REPO_ROOT.stat().st_mode
+    box = Sandbox("solutions", REPO_ROOT / "solutions")
+    try:
+        assert not box.namespaces
+        driver = box.driver(box.folder("x"))
+        os_module = driver.module("helper").os
+        assert os_module.getuid() == box.uid
+        assert not os_module.access(str(REPO_ROOT / "tests/grading/hidden"), os.R_OK)
+        driver.close()
+    finally:
+        box.close()
+    assert REPO_ROOT.stat().st_mode == before

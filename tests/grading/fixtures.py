@@ -11,14 +11,13 @@ sandbox; every process of the submission is killed when the test ends.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from .harness import (IO_TIMEOUT, FtplibClient, Probe, Process, PyftpdlibServer, ReferenceClient,
                       make_files, reference_available)
-from .sandbox import WEAKER, Sandbox
+from .sandbox import Sandbox
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +28,6 @@ def sandbox(request):
     hide = [Path(gradescope).resolve().parent] if gradescope else []
     box = Sandbox(impl.package, impl.directory, hide=hide,
                   isolate=request.config.getoption("--isolation", "auto") != "off")
-    if not box.isolated:
-        print("\n" + WEAKER, file=sys.stderr)
     request.config._ftpkit_sandbox = box
     yield box
     box.close()

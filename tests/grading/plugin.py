@@ -30,7 +30,7 @@ import pytest
 from .diagnose import diagnose
 from .harness import GradingFailure, Impl, Steps, read_events, resolve_impl
 from .regions import is_student_written
-from .sandbox import StudentError
+from .sandbox import WEAKER, StudentError, is_root
 
 EXERCISES = {
     "ex1": "control channel",
@@ -118,6 +118,11 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     results = session.config._ftpkit_results
+    graded = any(is_graded(item) for item in session.items)
+    if graded and (not is_root() or session.config.getoption("--isolation") == "off"):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(WEAKER)
     for item in session.items:
         if not is_graded(item):
             continue
@@ -384,7 +389,10 @@ def student_text(text: str, cap: int = OUTPUT_CAP) -> str:
     control characters (terminal escapes) shown as \\xNN, and its length capped."""
     text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", str(text))
     if len(text) > cap:
-        text = text[:cap] + f"\n... ({len(text) - cap} more characters cut)"
+        # Keep the head (the test) and the tail (the expectation that failed, the
+        # diagnosis, where the traces are); cut the steps in between.
+        head = cap // 5
+        text = text[:head] + f"\n... ({len(text) - cap} characters cut) ...\n" + text[len(text) - (cap - head):]
     return text
 
 

@@ -51,10 +51,10 @@ LIMITS = {                              # per process of the submission
     resource.RLIMIT_NOFILE: 1024,
 }
 DRIVER = Path(__file__).with_name("driver.py")
-CALL_TIMEOUT = 15.0                     # seconds one call into the student's code may take
+CALL_TIMEOUT = 8.0                      # seconds one call into the student's code may take (its sockets time out in 3)
 CAP = 2000                              # characters of student text the grader passes on
-WEAKER = ("ftpkit grader: not running as root, so student code runs as this user: isolation is weaker "
-          "(it could read the tests and outlive them); grading goes on")
+WEAKER = ("ftpkit grader: isolation is weaker: not root (or --isolation off), so student code runs as this "
+          "user and could read the tests or outlive them; grading goes on")
 
 
 def is_root() -> bool:
@@ -99,6 +99,15 @@ def _ensure_user(name: str):
     return pwd.getpwnam(name)
 
 
+def _mount_namespaces_work() -> bool:
+    """Whether this machine lets root make a mount namespace (a container may not)."""
+    try:
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "true"],
+                              capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def _limit_resources() -> None:         # runs in the child between fork and exec
     for limit, value in LIMITS.items():
         soft, hard = resource.getrlimit(limit)
@@ -126,9 +135,17 @@ class Sandbox:
         self.code = self.base / "code"
         self._copy_code(directory)
         self.hidden = self._paths_to_hide([REPO_ROOT, directory.parent, *hide])
+        self.namespaces = self.isolated and _mount_namespaces_work()
+        self._modes: dict[Path, int] = {}
+        if self.isolated and not self.namespaces:
+            self._protect_by_permissions()
         self.processes: list[subprocess.Popen] = []
         self.sessions: set[int] = set()
         self._count = 0
+        if self.isolated:
+            # A grading killed before it could clean up leaves its student processes
+            # behind: whatever still runs as this user now is nobody's, and goes.
+            self.kill_all()
         self.executable = self._student_python() if self.isolated else sys.executable
 
     def _copy_code(self, directory: Path) -> None:
@@ -143,6 +160,20 @@ class Sandbox:
             os.chmod(folder, 0o755)
             for name in files:
                 os.chmod(os.path.join(folder, name), 0o644)
+
+    def _protect_by_permissions(self) -> None:
+        """Where no mount namespace can be made (a container without
+        CAP_SYS_ADMIN): the folders to hide are closed to other users for the
+        grading (mode 0700), and given their modes back at the end."""
+        print("ftpkit grader: no mount namespaces here: the kit is hidden from student code by folder "
+              "permissions for the grading", file=sys.stderr)
+        for path in self.hidden:
+            try:
+                mode = path.stat().st_mode & 0o7777
+                self._modes[path] = mode
+                os.chmod(path, mode & 0o700)
+            except OSError:
+                pass
 
     def _paths_to_hide(self, paths) -> list[Path]:
         """Folders covered in the student's mount namespace: never one that holds
@@ -204,6 +235,9 @@ class Sandbox:
         """Wrap argv: as root, a mount namespace with the kit hidden, then the student user."""
         if not self.isolated:
             return argv
+        if not self.namespaces:
+            return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--inh-caps=-all",
+                    "--", *argv]
         mounts = " && ".join(f"mount -t tmpfs -o size=4k,mode=0555 ftpkit-hidden {_quote(p)}" for p in self.hidden)
         script = (f"{mounts} && " if mounts else "") + \
             f'exec setpriv --reuid={self.uid} --regid={self.gid} --clear-groups --inh-caps=-all -- "$@"'
@@ -301,6 +335,12 @@ class Sandbox:
     def close(self) -> None:
         self.kill_all()
         shutil.rmtree(self.base, ignore_errors=True)
+        for path, mode in self._modes.items():
+            try:
+                os.chmod(path, mode)
+            except OSError:
+                pass
+        self._modes.clear()
         if self._lock is not None:
             self._lock.close()
 
