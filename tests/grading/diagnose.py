@@ -65,7 +65,7 @@ def _busy_eof(label: str, trace: Trace, processes: dict[int, str]) -> list[str]:
     count, first, conn, pid = worst
     if count >= 3:
         channel = trace.events[first].get("channel", "")
-        line = (f"Diagnosis ({label}): recv returned b'' {count} times in a row on {channel} #{conn} "
+        line = (f"Diagnosis ({label}): recv returned b'' {count} times in a row (at least) on {channel} #{conn} "
                 f"(from step {trace.step(first)}): b'' means the peer closed the connection and nothing more will "
                 f"come, but the loop kept reading. End the loop when recv returns b'' (recv_into returns 0).")
         for process_pid, name in processes.items():

@@ -172,12 +172,27 @@ SANDBOX_PATH = re.compile(r"/\S*?/ftpkit-grading-[^/\s]+/code/")
 # A trace the student's code wrote may be huge (a busy loop traces every
 # empty recv, until RLIMIT_FSIZE stops it): the grader reads its first and
 # last MAX_TRACE_BYTES / 2 only, so a failure is explained in a second.
-MAX_TRACE_BYTES = 4 << 20
+MAX_TRACE_BYTES = 1 << 20
+_read_cache: dict = {}
 
 
 def read_events(path: Path, limit: int = MAX_TRACE_BYTES) -> list:
     """The events of one trace log in time order, through the kit's reader
-    (``trace.read_log``, ``in_time_order``); lines that are not events are passed over."""
+    (``trace.read_log``, ``in_time_order``); lines that are not events are passed over.
+    A failing test's report reads the same traces several times: read once."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return []
+    key = (str(path), stat.st_size, stat.st_mtime_ns, limit)
+    if key not in _read_cache:
+        if len(_read_cache) > 16:
+            _read_cache.clear()
+        _read_cache[key] = _read_events(path, limit)
+    return list(_read_cache[key])
+
+
+def _read_events(path: Path, limit: int) -> list:
     import io
 
     import trace
