@@ -4,10 +4,11 @@ and stops listening; the client connects to the announced port."""
 
 from __future__ import annotations
 
-import re
 import socket
 
 import pytest
+
+from trace.announce import parse_announcement
 
 from tests.grading.harness import (IO_TIMEOUT, GradingFailure, Trace, data_connect, expect,
                                    expect_equal, parse_227)
@@ -161,10 +162,10 @@ def test_server_epsv(files, student_server, probe):
     control = probe(server.address)
     control.login()
     reply = control.command("EPSV", 229)
-    match = re.search(r"\(\|\|\|(\d+)\|\)", reply.text)
-    expect(match is not None, "the 229 reply has the form (|||port|)", "Entering Extended Passive Mode (|||port|)",
+    announced = parse_announcement("229", reply.text)      # the kit's one parser of announcements
+    expect(announced is not None, "the 229 reply has the form (|||port|)", "Entering Extended Passive Mode (|||port|)",
            reply.text)
-    data_connect((server.host, int(match.group(1))), f"connect to the port announced in {reply}").close()
+    data_connect((server.host, announced[1]), f"connect to the port announced in {reply}").close()
 
 
 @ex2
