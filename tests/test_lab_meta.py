@@ -258,11 +258,11 @@ def gradings(tmp_path_factory, student_release) -> dict[str, Grading]:
             grading.left = _processes_of(uid, started_before=time.time() - 0.2)
         return label, grading
 
-    # Two gradings per core: most of a grading's time is waiting on sockets.
+    # The starter alone first, so its time is measured without the pool's load.
+    done = dict([run(("starter", jobs.pop("starter")))])
+    # Then two gradings per core: most of a grading's time is waiting on sockets.
     with ThreadPoolExecutor(max_workers=max(2, 2 * (os.cpu_count() or 1))) as pool:
-        # The starter first, so its time is measured while the pool is least busy.
-        order = sorted(jobs.items(), key=lambda item: item[0] != "starter")
-        done = dict(pool.map(run, order))
+        done.update(pool.map(run, jobs.items()))
     if AS_ROOT:
         time.sleep(4)        # a detached cheat sleeps 2.5 s past its grading before it strikes
     return done
