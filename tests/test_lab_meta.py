@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,9 +28,15 @@ from solutions import generate, release
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUGS = tomllib.loads((REPO_ROOT / "tests/grading/bugs/bugs.toml").read_text(encoding="utf-8"))["bug"]
+CHEATS = tomllib.loads((REPO_ROOT / "tests/grading/cheats/cheats.toml").read_text(encoding="utf-8"))["cheat"]
+AS_ROOT = os.geteuid() == 0
 EXERCISES = ["ex1", "ex2", "ex3", "ex4", "ex5", "ex6"]
 STARTER_LIMIT = 60.0         # seconds: grading the untouched starter must finish within this
-GRADING_TIMEOUT = 150.0      # seconds any one grading may take before it counts as a hang
+GRADING_TIMEOUT = 420.0      # seconds any one grading may take before it counts as a hang (a loaded machine is slow)
+
+# The first test to use `gradings` waits for all of them (about 40 gradings, a
+# few at a time): far longer than one test's default timeout.
+pytestmark = pytest.mark.timeout(1800)
 
 
 # --- the generator --------------------------------------------------------------
@@ -128,6 +135,9 @@ class Grading:
     seconds: float
     returncode: int
     output: str
+    path: Path | None = None
+    raw: bytes = b""             # results.json as the grader left it
+    left: list | None = None     # processes of its student user alive right after it ended
 
     def test(self, name: str) -> dict:
         for test in self.results.get("tests", []):
@@ -151,15 +161,28 @@ def grade(label: str, impl: str, workdir: Path, *selection: str, cwd: Path = REP
     command = [sys.executable, "-m", "pytest", "tests/grading", "-p", "no:cacheprovider", "-p", "pytest_timeout", "-q",
                "--gradescope", str(results), *(["--impl", impl] if impl else []), *selection]
     started = time.monotonic()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
     try:
-        run = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=GRADING_TIMEOUT,
-                             env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
-        returncode, output = run.returncode, run.stdout + run.stderr
-    except subprocess.TimeoutExpired as hung:
-        returncode, output = -1, f"the grading hung for {GRADING_TIMEOUT} s\n{hung.stdout or ''}"
+        output, _ = process.communicate(timeout=GRADING_TIMEOUT)
+        returncode = process.returncode
+    except subprocess.TimeoutExpired:
+        # Ctrl-C, not a kill: pytest then tears its fixtures down, and the sandbox
+        # kills the student processes of this grading.
+        process.send_signal(signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        returncode, output = -1, f"the grading hung for {GRADING_TIMEOUT} s\n{output or ''}"
     seconds = time.monotonic() - started
-    document = json.loads(results.read_text()) if results.exists() else {}
-    return Grading(label, document, seconds, returncode, output)
+    raw = results.read_bytes() if results.exists() else b""
+    try:
+        document = json.loads(raw) if raw else {}
+    except ValueError:
+        document = {}
+    return Grading(label, document, seconds, returncode, output, results, raw)
 
 
 def bug_package(bug: dict, parent: Path) -> Path:
@@ -173,6 +196,23 @@ def bug_package(bug: dict, parent: Path) -> Path:
             assert count == 1, f"bug {bug['name']}: its `old` text occurs {count} times in solutions/{bug['file']}"
             text = text.replace(bug["old"], bug["new"])
         (package / path.name).write_text(text, encoding="utf-8")
+    return package
+
+
+def cheat_package(cheat: dict, parent: Path) -> Path:
+    """The untouched starter as package cheat_<name>, with the cheat applied."""
+    package = parent / f"cheat_{cheat['name']}"
+    generate.write(lab=package, package=package.name, keep=frozenset())
+    text = cheat["text"].replace("{repo}", str(REPO_ROOT)).replace("{package}", package.name)
+    for name in cheat.get("vendor", []):
+        module = __import__(name)
+        shutil.copytree(Path(module.__file__).parent, package / "_vendor" / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "test*"))
+    target = package / cheat["file"]
+    if cheat.get("replace"):
+        target.write_text(text, encoding="utf-8")
+    else:
+        target.write_text(target.read_text(encoding="utf-8") + "\n" + text, encoding="utf-8")
     return package
 
 
@@ -194,6 +234,13 @@ def gradings(tmp_path_factory, student_release) -> dict[str, Grading]:
         jobs[f"bug {bug['name']}"] = (str(bug_package(bug, workdir / "bugs")), ("-m", bug["exercise"]))
     for exercise in EXERCISES:
         jobs[f"only {exercise}"] = (str(only_stubbed(exercise, workdir / "partial")), ("-m", exercise))
+    if AS_ROOT:
+        for cheat in CHEATS:
+            selection = ("-m", cheat["exercises"]) if cheat.get("exercises") else ()
+            jobs[f"cheat {cheat['name']}"] = (str(cheat_package(cheat, workdir / "cheats")), selection)
+        # The control: without the sandbox the same cheat works, so the zero above is the sandbox's doing.
+        jobs["control import_solutions"] = (str(workdir / "cheats" / "cheat_import_solutions"),
+                                            ("--isolation", "off", "-m", "ex1"))
     # A student who finished everything, graded in the release: solutions copied over lab/.
     finished = student_release / "lab"
     for path in generate.solution_modules():
@@ -203,13 +250,22 @@ def gradings(tmp_path_factory, student_release) -> dict[str, Grading]:
     def run(item):
         label, (impl, selection) = item
         cwd = student_release if label == "release" else REPO_ROOT
-        return label, grade(label.replace(" ", "_"), impl, workdir, *selection, cwd=cwd)
+        grading = grade(label.replace(" ", "_"), impl, workdir, *selection, cwd=cwd)
+        uid = _student_uid(grading)
+        if uid is not None:
+            # Right away, and only processes started before it ended: the user may
+            # already serve the next grading of the pool.
+            grading.left = _processes_of(uid, started_before=time.time() - 0.2)
+        return label, grading
 
-    # Two gradings per core: most of a grading's time is waiting on sockets.
+    # The starter alone first, so its time is measured without the pool's load.
+    done = dict([run(("starter", jobs.pop("starter")))])
+    # Then two gradings per core: most of a grading's time is waiting on sockets.
     with ThreadPoolExecutor(max_workers=max(2, 2 * (os.cpu_count() or 1))) as pool:
-        # The starter first, so its time is measured while the pool is least busy.
-        order = sorted(jobs.items(), key=lambda item: item[0] != "starter")
-        return dict(pool.map(run, order))
+        done.update(pool.map(run, jobs.items()))
+    if AS_ROOT:
+        time.sleep(4)        # a detached cheat sleeps 2.5 s past its grading before it strikes
+    return done
 
 
 def _no_harness_error(grading: Grading) -> None:
@@ -331,3 +387,73 @@ def test_skips_errors_and_timeouts_count_zero_but_stay_in_the_total(tmp_path):
     assert document["score"] == 6
     assert "still waiting after 1 s" in tests["test_hangs"]["output"]
     assert "total" in run.stdout and "6 / 20" in run.stdout.replace("  ", " ").replace("  ", " "), run.stdout
+
+
+# --- planted cheats: each scores 0 (tests/grading/cheats/cheats.toml) ------------------------
+
+def _student_uid(grading: Grading) -> int | None:
+    import pwd
+    match = re.search(r"student code ran as (ftpkit-student\d+)", grading.output)
+    return pwd.getpwnam(match.group(1)).pw_uid if match else None
+
+
+def _processes_of(uid: int, started_before: float | None = None) -> list[str]:
+    """Live processes of a user: "pid name (state, started s ago): command line"."""
+    boot = float(next(line.split()[1] for line in Path("/proc/stat").read_text().splitlines()
+                      if line.startswith("btime")))
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                status = Path(f"/proc/{entry.name}/status").read_text()
+                started = boot + int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+                command = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+            except (OSError, IndexError, ValueError):
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if int(fields["Uid"].split()[0]) != uid or fields["State"].strip().startswith("Z"):
+                continue
+            if started_before is not None and started > started_before:
+                continue
+            found.append(f"{entry.name} {fields['Name'].strip()} ({fields['State'].strip()}, started "
+                         f"{time.time() - started:.0f} s ago): {command}")
+    return found
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="the sandbox is complete only as root (its own user, the kit hidden): "
+                                        "CI runs this as root")
+@pytest.mark.parametrize("cheat", CHEATS, ids=[cheat["name"] for cheat in CHEATS])
+def test_planted_cheat_scores_zero(gradings, cheat):
+    grading = gradings[f"cheat {cheat['name']}"]
+    _no_harness_error(grading)
+    scored = {t["name"]: t["score"] for t in grading.results["tests"] if t["score"]}
+    assert grading.results["score"] == 0 and not scored, f"{cheat['description']}: scored {scored}"
+    if not cheat.get("exercises"):
+        assert len(grading.results["tests"]) == len(gradings["starter"].results["tests"]), \
+            "the cheat's grading left tests out of results.json"
+    # results.json is still what the grader wrote, seconds after the grading ended.
+    assert grading.path.read_bytes() == grading.raw, f"{cheat['name']}: results.json changed after the grading"
+    # Nothing of the submission outlived the grading.
+    assert _student_uid(grading) is not None, \
+        f"the grader did not say which user ran the student code:\n{grading.output[-2000:]}"
+    assert grading.left == [], f"{cheat['name']}: processes of the student user survived: {grading.left}"
+    # Nothing was written into the kit.
+    for name in ("tests/grading/conftest.py", "tests/grading/test_zz_cheat.py"):
+        assert not (REPO_ROOT / name).exists(), f"{cheat['name']} wrote {name}"
+    assert "cheat was here" not in (REPO_ROOT / "conftest.py").read_text()
+    leak = cheat.get("leak")
+    if leak:
+        assert leak not in grading.raw.decode() and leak not in grading.output, \
+            f"{cheat['name']}: the hidden tests' text reached the results"
+        test = grading.test("test_parse_command")
+        assert "LEAK" in test["output"], "the leaking cheat's exception is shown (so the check above means something)"
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="the control of the cheats' sandbox; the cheats run only as root")
+def test_a_cheat_works_without_the_sandbox(gradings):
+    """import_solutions graded with --isolation off scores: the sandbox is what stops it."""
+    grading = gradings["control import_solutions"]
+    _no_harness_error(grading)
+    assert grading.results["score"] > 0, grading.output[-3000:]
+    assert "isolation: weaker" in grading.output

@@ -1,5 +1,13 @@
 """Fixtures of the graded tests: files, the student's server and client, the
-reference peers. Registered by the repository's conftest.py."""
+reference peers. Registered by the repository's conftest.py.
+
+The student's code never runs in this process. Its server runs as a process
+of its own and everything else of it (its FtpClient, its parser, its
+data-channel ends) in a driver process (``code``), both in the sandbox of
+tests/grading/sandbox.py; what a test gets back are proxies and plain
+values. The folders a test shares with the student's code are in the
+sandbox; every process of the submission is killed when the test ends.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +15,77 @@ from pathlib import Path
 
 import pytest
 
-import trace
-
 from .harness import (IO_TIMEOUT, FtplibClient, Probe, Process, PyftpdlibServer, ReferenceClient,
                       make_files, reference_available)
+from .sandbox import Sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox(request):
+    """Where the submission runs: a private copy, a student user, limits (see sandbox.py)."""
+    impl = request.config._ftpkit_impl
+    gradescope = request.config.getoption("--gradescope", None)
+    hide = [Path(gradescope).resolve().parent] if gradescope else []
+    box = Sandbox(impl.package, impl.directory, hide=hide,
+                  isolate=request.config.getoption("--isolation", "auto") != "off")
+    request.config._ftpkit_sandbox = box
+    yield box
+    box.close()
 
 
 @pytest.fixture
-def files(tmp_path: Path):
+def student_area(sandbox, request):
+    """This test's folder, shared with the student's processes; when the test
+    ends, every process of the submission is killed."""
+    folder = sandbox.folder(request.node.name)
+    yield folder
+    sandbox.kill_all()
+
+
+@pytest.fixture
+def files(student_area: Path, sandbox):
     """A server root with a binary file, a text file, a big file and a directory."""
-    root = tmp_path / "root"
+    root = student_area / "root"
     root.mkdir()
-    return root, make_files(root)
+    content = make_files(root)
+    sandbox.give(root)
+    return root, content
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    directory = tmp_path / "work"
+def workdir(student_area: Path, sandbox) -> Path:
+    directory = student_area / "work"
+    directory.mkdir(exist_ok=True)
+    sandbox.give(directory)
+    return directory
+
+
+@pytest.fixture
+def grader_dir(tmp_path: Path) -> Path:
+    """The grader's own files (the reference peers' traces): out of the student's reach."""
+    directory = tmp_path / "grader"
     directory.mkdir(exist_ok=True)
     return directory
 
 
 @pytest.fixture
-def student_server(impl, workdir, steps):
+def code(sandbox, student_area, steps, request):
+    """The driver running the student's code: ``code.module("protocol").parse_command(...)``."""
+    child = sandbox.driver(student_area)
+    request.node._ftpkit_child = child
+    steps.log("your code (the driver process)", child.log)
+    yield child
+    child.close()
+
+
+@pytest.fixture
+def student_server(impl, sandbox, student_area, workdir, steps, request):
     """Factory: start the server under test as a process; stopped after the test."""
-    started = []
+    started = request.node._ftpkit_servers = []
 
     def start(root: Path, *extra: str) -> Process:
-        server = Process(f"the server under test ({impl.name})", impl.package, impl.env(), root,
-                         workdir, steps, *extra)
+        server = Process(f"the server under test ({impl.name})", impl.package, None, root, workdir, steps,
+                         *extra, sandbox=sandbox)
         started.append(server)
         return server
 
@@ -45,13 +95,13 @@ def student_server(impl, workdir, steps):
 
 
 @pytest.fixture
-def reference_server(impl, workdir, steps):
+def reference_server(impl, grader_dir, steps):
     """Factory: the reference server (the kit's solutions, or pyftpdlib in a release)."""
     started = []
 
     def start(root: Path):
         if reference_available():
-            server = Process("the reference server", "solutions", impl.env(), root, workdir, steps)
+            server = Process("the reference server", "solutions", impl.env(), root, grader_dir, steps)
         else:
             server = PyftpdlibServer(root, steps)
         started.append(server)
@@ -78,7 +128,7 @@ def probe(steps):
 
 
 @pytest.fixture
-def ftp_client(steps, workdir):
+def ftp_client(steps, grader_dir):
     """Factory: an FTP client of the given kind ("ftplib" or "reference"), logged in."""
     opened = []
 
@@ -86,7 +136,7 @@ def ftp_client(steps, workdir):
         if kind == "ftplib":
             client = FtplibClient(address, steps, passive)
         else:
-            client = ReferenceClient(address, steps, workdir, passive)
+            client = ReferenceClient(address, steps, grader_dir, passive)
         opened.append(client)
         return client
 
@@ -96,24 +146,21 @@ def ftp_client(steps, workdir):
 
 
 @pytest.fixture
-def client_trace(workdir, steps):
-    """Trace this process's sockets (the student's client runs in it) to a file."""
+def client_trace(code, workdir, steps):
+    """Trace the student's client (in the driver process) to a file."""
     path = workdir / "client.log"
-    trace.start(path, "client")
+    code.trace_start(path, "client")
     steps.trace("the client under test", path)
-    try:
-        yield path
-    finally:
-        trace.stop()
+    return path
 
 
 @pytest.fixture
-def student_client(impl, client_trace, steps):
+def student_client(code, client_trace, steps):
     """Factory: the student's FtpClient, connected and logged in, traced."""
     opened = []
 
     def connect(address, passive: bool = True, login: bool = True):
-        module = impl.module("ftpclient")
+        module = code.module("ftpclient")
         client = module.FtpClient(address[0], address[1], passive=passive, timeout=IO_TIMEOUT)
         opened.append(client)
         steps.note(f"FtpClient({address[0]!r}, {address[1]}, passive={passive}).connect()")
@@ -132,12 +179,9 @@ def student_client(impl, client_trace, steps):
 
 
 @pytest.fixture
-def local_trace(workdir, steps):
-    """Trace the student's code that runs in this process (data-channel ends)."""
+def local_trace(code, workdir, steps):
+    """Trace the student's code that runs in the driver (data-channel ends)."""
     path = workdir / "local.log"
-    trace.start(path, "server")
-    steps.trace("the code under test (in the grader's process)", path)
-    try:
-        yield path
-    finally:
-        trace.stop()
+    code.trace_start(path, "server")
+    steps.trace("your code (in the driver process)", path)
+    return path

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ftplib
 import hashlib
-import importlib
 import io
 import json
 import os
@@ -85,11 +84,8 @@ class Impl:
     def name(self) -> str:
         return self.package if self.directory.parent == REPO_ROOT else str(self.directory)
 
-    def module(self, name: str):
-        return importlib.import_module(f"{self.package}.{name}")
-
     def env(self) -> dict:
-        """Environment for a subprocess that runs ``python -m <package>.x``."""
+        """Environment for the reference server (the kit's own code, run as the grader)."""
         paths = []
         for path in (str(self.directory.parent), str(REPO_ROOT)):
             if path not in paths:
@@ -111,8 +107,7 @@ def resolve_impl(value: str | None) -> Impl:
         raise ValueError(f"--impl {value}: {directory} is not a lab package (no server.py there)")
     if not directory.name.isidentifier():
         raise ValueError(f"--impl {value}: the folder's name must be a Python identifier")
-    if directory.parent != REPO_ROOT:
-        sys.path.insert(0, str(directory.parent))
+    # Never put the submission on this process's sys.path: it runs in the sandbox only.
     return Impl(directory.name, directory)
 
 
@@ -144,10 +139,11 @@ class Steps:
         out = []
         for label, path in self.traces:
             events = read_events(path)
-            if not events:
-                out.append(f"Steps ({label}): the trace is empty: nothing was traced")
+            lines = describe(events)[0]
+            if not lines:
+                out.append(f"Steps ({label}): none: its trace has no socket events"
+                           + (" (not even a header)" if not events else ""))
                 continue
-            lines = describe(events)
             out.append(f"Steps so far (from the trace of {label}):")
             if len(lines) > limit:
                 out.append(f"  ... {len(lines) - limit} earlier steps left out ...")
@@ -158,58 +154,119 @@ class Steps:
             out.extend(f"  {n:3d}. {note}" for n, note in enumerate(self.notes, 1))
         for label, path in self.logs:
             try:
-                text = path.read_text(errors="replace").strip()
+                with open(path, "rb") as log:
+                    text = log.read(1 << 20).decode("utf-8", "replace").strip()
             except OSError:
                 continue
             if text:
                 tail = text.splitlines()[-15:]
                 out.append(f"{label} printed (last lines):")
-                out.extend(f"  | {line}" for line in tail)
+                # Paths into the sandbox's copy read as the student's own: lab/server.py.
+                out.extend(f"  | {SANDBOX_PATH.sub('', line)[:300]}" for line in tail)
         return "\n".join(out)
 
 
-def read_events(path: Path) -> list[dict]:
-    events = []
+SANDBOX_PATH = re.compile(r"/\S*?/ftpkit-grading-[^/\s]+/code/")
+
+
+# A trace the student's code wrote may be huge (a busy loop traces every
+# empty recv, until RLIMIT_FSIZE stops it): the grader reads its first and
+# last MAX_TRACE_BYTES / 2 only, so a failure is explained in a second.
+MAX_TRACE_BYTES = 1 << 20
+_read_cache: dict = {}
+
+
+def read_events(path: Path, limit: int = MAX_TRACE_BYTES) -> list:
+    """The events of one trace log in time order, through the kit's reader
+    (``trace.read_log``, ``in_time_order``); lines that are not events are passed over.
+    A failing test's report reads the same traces several times: read once."""
     try:
-        with open(path, "rb") as log:
-            for raw in log:
-                if not raw.endswith(b"\n"):
-                    break
-                try:
-                    events.append(json.loads(raw))
-                except ValueError:
-                    continue
+        stat = os.stat(path)
     except OSError:
         return []
-    events.sort(key=lambda e: (e.get("t", 0), e.get("pid", 0), e.get("seq", 0)))
-    return events
+    key = (str(path), stat.st_size, stat.st_mtime_ns, limit)
+    if key not in _read_cache:
+        if len(_read_cache) > 16:
+            _read_cache.clear()
+        _read_cache[key] = _read_events(path, limit)
+    return list(_read_cache[key])
 
 
-def describe(events: list[dict]) -> list[str]:
-    """Numbered, one line per step; consecutive data sends or recvs merged."""
+def _read_events(path: Path, limit: int) -> list:
+    import io
+
+    import trace
+    try:
+        with open(path, "rb") as log:
+            size = os.fstat(log.fileno()).st_size
+            if size <= limit:
+                source = io.BytesIO(log.read(limit))
+            else:
+                head = log.read(limit // 2)
+                head = head[:head.rfind(b"\n") + 1]
+                log.seek(size - limit // 2)
+                tail = log.read(limit // 2)
+                tail = tail[tail.find(b"\n") + 1:]
+                source = io.BytesIO(head + tail)
+    except OSError:
+        return []
+    from trace.reader import in_time_order
+    try:
+        return list(in_time_order(trace.read_log(str(path), on_problem=lambda problem: None, stream=source)))
+    except (trace.TraceError, ValueError):
+        return []
+
+
+def describe(events: list) -> tuple[list[str], dict[int, int]]:
+    """Numbered, one line per step; consecutive data sends or recvs merged, and
+    repeated ends of stream on one connection folded into one line.
+
+    Returns the lines and, for each event index, the number of its step, so a
+    check can name the steps it is about ("step 17, the 226")."""
     lines: list[str] = []
-    merged = None          # (type, conn, count, bytes, first offset) of a run of data sends/recvs
+    step_of: dict[int, int] = {}
+    merged = None          # [type, conn, count, bytes, first offset, event indexes] of a run
 
     def flush():
         nonlocal merged
         if merged:
-            kind, who, count, total, first = merged
-            verb = "sent" if kind == "send" else "received"
-            lines.append(f"{who:<12} {kind:<8} {total} bytes {verb} ({count} call{'s' * (count > 1)}, "
-                         f"stream offset {first}-{first + total - 1})")
+            kind, who, count, total, first, indexes = merged
+            if kind == "eof":
+                text = "end of stream: the peer closed its side"
+                if count > 1:
+                    text += (f" (recv returned b'' {count} times in a row: a loop that kept reading "
+                             "after the end of the stream)")
+                lines.append(f"{who:<12} {'recv':<8} {text}")
+            else:
+                verb = "sent" if kind == "send" else "received"
+                lines.append(f"{who:<12} {kind:<8} {total} bytes {verb} ({count} call{'s' * (count > 1)}, "
+                             f"stream offset {first}-{first + total - 1})")
+            for index in indexes:
+                step_of[index] = len(lines)
             merged = None
 
-    for event in events:
+    for index, event in enumerate(events):
         kind = event.get("type")
         if kind in ("header", "command", "reply", None):
             continue
         who = f"{event.get('channel', '')} #{event.get('conn', '')}" if "channel" in event else ""
-        if kind in ("send", "recv") and event.get("channel") == "data" and event.get("len", 0) > 0:
+        if kind in ("send", "recv") and event.get("channel") == "data" and event.get("len", 0) > 0 \
+                and isinstance(event.get("len"), int):
             if merged and merged[0] == kind and merged[1] == who:
-                merged = (kind, who, merged[2] + 1, merged[3] + event["len"], merged[4])
+                merged[2] += 1
+                merged[3] += event["len"]
+                merged[5].append(index)
             else:
                 flush()
-                merged = (kind, who, 1, event["len"], event.get("offset", 0))
+                merged = [kind, who, 1, event["len"], event.get("offset", 0), [index]]
+            continue
+        if kind == "recv" and event.get("len", 0) == 0:
+            if merged and merged[0] == "eof" and merged[1] == who:
+                merged[2] += 1
+                merged[5].append(index)
+            else:
+                flush()
+                merged = ["eof", who, 1, 0, 0, [index]]
             continue
         flush()
         if kind == "listen":
@@ -219,12 +276,7 @@ def describe(events: list[dict]) -> list[str]:
         elif kind == "connect":
             text = f"connected to {event.get('remote')}"
         elif kind in ("send", "recv"):
-            if event.get("len", 0) == 0:
-                text = "end of stream: the peer closed its side"
-            elif "text" in event:
-                text = repr(event["text"])
-            else:
-                text = f"{event['len']} bytes"
+            text = repr(event["text"]) if "text" in event else f"{event.get('len')} bytes"
         elif kind == "close":
             text = "closed" if event.get("remote") is None else \
                 f"closed (sent {event.get('sent')}, received {event.get('received')} bytes)"
@@ -239,9 +291,10 @@ def describe(events: list[dict]) -> list[str]:
             text = f"error: {event.get('message')}"
         else:
             text = json.dumps({k: v for k, v in event.items() if k not in ("t", "seq", "pid", "role")})
-        lines.append(f"{who:<12} {kind:<8} {text}")
+        lines.append(f"{who:<12} {kind:<8} {str(text)[:300]}")
+        step_of[index] = len(lines)
     flush()
-    return [f"  {n:3d}. {line}" for n, line in enumerate(lines, 1)]
+    return [f"  {n:3d}. {line}" for n, line in enumerate(lines, 1)], step_of
 
 
 # --- trace analysis: the two-channel design --------------------------------------
@@ -285,6 +338,26 @@ class Trace:
     @classmethod
     def load(cls, path: Path) -> "Trace":
         return cls(read_events(path))
+
+    def step(self, index: int) -> int | None:
+        """The number of the step (as a failing test's report lists them) that
+        shows event ``index``; a command or reply is shown by the send or recv
+        that carried its bytes."""
+        if not hasattr(self, "_step_of"):
+            self._step_of = describe(self.events)[1]
+        if index in self._step_of:
+            return self._step_of[index]
+        event = self.events[index]
+        offset, conn = event.get("offset"), event.get("conn")
+        for other in range(max(0, index - 20), min(len(self.events), index + 20)):
+            carrier = self.events[other]
+            if carrier.get("type") in ("send", "recv") and carrier.get("conn") == conn \
+                    and isinstance(offset, int) and isinstance(carrier.get("offset"), int) \
+                    and carrier["offset"] <= offset < carrier["offset"] + max(1, carrier.get("len", 0)) \
+                    and other in self._step_of:
+                return self._step_of[other]
+        later = [self._step_of[i] for i in range(index, len(self.events)) if i in self._step_of]
+        return later[0] if later else None
 
     def of(self, channel: str, how: str | None = None) -> list[Conn]:
         return [c for c in self.conns.values() if c.channel == channel and (how is None or c.how == how)]
@@ -369,23 +442,30 @@ def expect_same_bytes(actual: bytes, expected: bytes, what: str) -> None:
 # --- processes ------------------------------------------------------------------------
 
 class Process:
-    """A server process started with ``python -m <package>.server``."""
+    """A server process started with ``python -m <package>.server``: the
+    student's in the sandbox (``sandbox``), the reference as the grader."""
 
-    def __init__(self, label: str, package: str, env: dict, root: Path, workdir: Path,
-                 steps: Steps, *extra: str, traced: bool = True):
+    def __init__(self, label: str, package: str, env: dict | None, root: Path, workdir: Path,
+                 steps: Steps, *extra: str, traced: bool = True, sandbox=None):
         self.label = label
+        self.sandbox = sandbox
         workdir.mkdir(parents=True, exist_ok=True)
         self.trace_path = workdir / f"{package}-server-{id(self)}.log"
         self.out_path = workdir / f"{package}-server-{id(self)}.out"
         self.err_path = workdir / f"{package}-server-{id(self)}.err"
-        command = [sys.executable, "-m", f"{package}.server", "--root", str(root), *extra]
+        arguments = ["--root", str(root), *extra]
         if traced:
-            command += ["--trace", str(self.trace_path)]
+            arguments += ["--trace", str(self.trace_path)]
             steps.trace(label, self.trace_path)
         steps.log(label, self.err_path)
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.process = subprocess.Popen(command + ["0"], cwd=workdir, env=env, stdout=out,
-                                            stderr=err, stdin=subprocess.DEVNULL)
+            if sandbox is not None:
+                self.process = sandbox.start(sandbox.python(f"{package}.server", arguments + ["0"]), workdir,
+                                             out, err)
+            else:
+                self.process = subprocess.Popen([sys.executable, "-m", f"{package}.server", *arguments, "0"],
+                                                cwd=workdir, env=env, stdout=out, stderr=err,
+                                                stdin=subprocess.DEVNULL)
         self.host, self.port = self._wait_until_listening()
 
     def _wait_until_listening(self, timeout: float = 10.0) -> tuple[str, int]:
@@ -471,7 +551,7 @@ class Probe:
             if not chunk:
                 raise GradingFailure(what, "a reply", "the server closed the control connection"
                                      + (f" after sending {self.buffer!r}" if self.buffer else ""),
-                                     "the session must survive this; see the server's output below")
+                                     "the session must survive this; see what the server printed, above")
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line + b"\n"
@@ -538,11 +618,12 @@ def read_to_eof(sock: socket.socket, what: str) -> bytes:
 
 
 def parse_227(text: str) -> tuple[str, int]:
-    match = re.search(r"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)", text)
-    if not match:
+    """The address a 227 reply announces, read by the kit's one parser (trace.announce)."""
+    from trace.announce import parse_announcement
+    announced = parse_announcement("227", text)
+    if announced is None:
         raise GradingFailure("the 227 reply carries h1,h2,h3,h4,p1,p2", "six numbers", repr(text))
-    numbers = [int(n) for n in match.groups()]
-    return ".".join(map(str, numbers[:4])), numbers[4] * 256 + numbers[5]
+    return announced
 
 
 # --- clients the student's server is tested with ----------------------------------------

@@ -4,10 +4,11 @@ and stops listening; the client connects to the announced port."""
 
 from __future__ import annotations
 
-import re
 import socket
 
 import pytest
+
+from trace.announce import parse_announcement
 
 from tests.grading.harness import (IO_TIMEOUT, GradingFailure, Trace, data_connect, expect,
                                    expect_equal, parse_227)
@@ -22,9 +23,9 @@ def points(n):
 @ex2
 @points(3)
 @pytest.mark.timeout(10)
-def test_host_port_format(impl, steps):
+def test_host_port_format(code, steps):
     """format_host_port and parse_host_port: h1,h2,h3,h4,p1,p2 with port = p1*256 + p2"""
-    protocol = impl.module("protocol")
+    protocol = code.module("protocol")
     for host, port, text in [("127.0.0.1", 49153, "127,0,0,1,192,1"), ("10.1.2.3", 21, "10,1,2,3,0,21"),
                              ("192.168.0.9", 65535, "192,168,0,9,255,255")]:
         steps.note(f"format_host_port({host!r}, {port})")
@@ -45,9 +46,9 @@ def test_host_port_format(impl, steps):
 @ex2
 @points(3)
 @pytest.mark.timeout(10)
-def test_listening_end_accepts_once_then_stops_listening(impl, local_trace, steps):
+def test_listening_end_accepts_once_then_stops_listening(code, local_trace, steps):
     """ListeningEnd.open accepts one connection and closes its listener"""
-    datachannel = impl.module("datachannel")
+    datachannel = code.module("datachannel")
     end = datachannel.ListeningEnd("127.0.0.1", accept_timeout=IO_TIMEOUT, transfer_timeout=IO_TIMEOUT)
     host, port = end.address
     steps.note(f"ListeningEnd('127.0.0.1') listens on {host}:{port}; the grader connects, then calls open()")
@@ -83,9 +84,9 @@ def test_listening_end_accepts_once_then_stops_listening(impl, local_trace, step
 @ex2
 @points(2)
 @pytest.mark.timeout(10)
-def test_listening_end_ignores_other_peers(impl, steps):
+def test_listening_end_ignores_other_peers(code, steps):
     """A ListeningEnd with allowed_peer closes connections from other addresses (port stealing)"""
-    datachannel = impl.module("datachannel")
+    datachannel = code.module("datachannel")
     end = datachannel.ListeningEnd("127.0.0.1", accept_timeout=IO_TIMEOUT, transfer_timeout=IO_TIMEOUT,
                                    allowed_peer="127.0.0.1")
     host, port = end.address
@@ -112,9 +113,9 @@ def test_listening_end_ignores_other_peers(impl, steps):
 @ex2
 @points(2)
 @pytest.mark.timeout(10)
-def test_connecting_end(impl, local_trace, steps):
+def test_connecting_end(code, local_trace, steps):
     """ConnectingEnd.open connects to the announced address, on the data channel"""
-    datachannel = impl.module("datachannel")
+    datachannel = code.module("datachannel")
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(IO_TIMEOUT)
     try:
@@ -161,10 +162,10 @@ def test_server_epsv(files, student_server, probe):
     control = probe(server.address)
     control.login()
     reply = control.command("EPSV", 229)
-    match = re.search(r"\(\|\|\|(\d+)\|\)", reply.text)
-    expect(match is not None, "the 229 reply has the form (|||port|)", "Entering Extended Passive Mode (|||port|)",
+    announced = parse_announcement("229", reply.text)      # the kit's one parser of announcements
+    expect(announced is not None, "the 229 reply has the form (|||port|)", "Entering Extended Passive Mode (|||port|)",
            reply.text)
-    data_connect((server.host, int(match.group(1))), f"connect to the port announced in {reply}").close()
+    data_connect((server.host, announced[1]), f"connect to the port announced in {reply}").close()
 
 
 @ex2

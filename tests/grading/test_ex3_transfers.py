@@ -70,10 +70,11 @@ def test_server_lists_directories(kind, files, student_server, ftp_client):
 
 @ex3
 @points(3)
-def test_server_keeps_clients_inside_the_root(files, tmp_path, student_server, probe):
+def test_server_keeps_clients_inside_the_root(files, sandbox, student_server, probe):
     """Paths that lead out of the root are refused with 550"""
     root, _ = files
-    (tmp_path / "secret.txt").write_bytes(b"outside the root")
+    (root.parent / "secret.txt").write_bytes(b"outside the root")
+    sandbox.give(root.parent)
     server = student_server(root)
     control = probe(server.address)
     control.login()
@@ -153,7 +154,11 @@ def test_server_two_channel_design(files, student_server, probe, steps):
                                  "close the data socket (with data: ...) before replying 226; its close is the "
                                  "receiver's end of file")
         expect(conn.closed < complete, f"{label}: data connection #{conn.conn} is closed before the 226 reply",
-               "close, then 226", "226 first")
+               f"the close of data #{conn.conn}, then the 226",
+               f"step {trace.step(complete)}, the 226, came before step {trace.step(conn.closed)}, "
+               f"the close of data #{conn.conn}",
+               "close the data connection (leave its with block) before replying 226: the receiver may "
+               "take the 226 as the end of the file and find bytes still arriving")
 
     # Each passive listener accepts once and stops listening.
     for listener in trace.of("data", "listen"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 
 import pytest
 
@@ -23,9 +22,9 @@ def points(n):
 @ex4
 @points(3)
 @pytest.mark.timeout(10)
-def test_file_sha256(impl, files, steps):
+def test_file_sha256(code, files, steps):
     """file_sha256 hashes the whole file, or exactly the byte range asked for"""
-    helper = impl.module("helper")
+    helper = code.module("helper")
     root, content = files
     data = content["big.bin"]
     steps.note(f"file_sha256('big.bin') of a {len(data)}-byte file")
@@ -120,17 +119,17 @@ def test_client_verify(files, workdir, reference_server, student_client, steps):
 
 @ex4
 @points(3)
-def test_client_shell_reports_integrity_and_failures(impl, files, workdir, reference_server, steps):
+def test_client_shell_reports_integrity_and_failures(impl, sandbox, files, workdir, reference_server, steps):
     """The client program: get and put verified, a missing file reported, exit status 1"""
     root, content = files
     server = reference_server(root)
     (workdir / "mine.txt").write_bytes(content["notes.txt"])
+    sandbox.give(workdir)
     commands = "get binary.bin\nget missing.bin\nput mine.txt\nls\nquit\n"
     steps.note(f"python -m {impl.package}.client {server.host} {server.port} with stdin {commands!r}")
     try:
-        run = subprocess.run([sys.executable, "-m", f"{impl.package}.client", server.host, str(server.port)],
-                             input=commands, capture_output=True, text=True, cwd=workdir, env=impl.env(),
-                             timeout=15)
+        run = sandbox.run(sandbox.python(f"{impl.package}.client", [server.host, str(server.port)]),
+                          cwd=workdir, input=commands, timeout=15)
     except subprocess.TimeoutExpired:
         raise GradingFailure("the client program runs the commands and exits", "exit within 15 s",
                              "still running: it hung") from None
