@@ -313,6 +313,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     factory = getattr(session.config, "_tmp_path_factory", None)       # absent with -p no:tmpdir
     basetemp = str(factory.getbasetemp()) if factory else None          # placed before TMPDIR moves
     private_temp = Path(tempfile.mkdtemp(prefix=f"ftpkit-tests-{token}-"))
+    # Traversable, not listable: the grader's unprivileged student user must
+    # reach the sandbox folders made in here (tests/grading/sandbox.py).
+    os.chmod(private_temp, 0o711)
     session.config.stash[_SAVED_KEY] = (os.environ.get("TMPDIR"), tempfile.tempdir)
     os.environ[TOKEN_VARIABLE] = token          # inherited by every process the tests start
     os.environ["TMPDIR"] = str(private_temp)
