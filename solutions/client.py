@@ -332,7 +332,7 @@ class Shell(cmd.Cmd):
         (``..``, ``dir/``) with no local name is refused in one line: there
         is no name to save it under, and guessing one could land the file
         in a parent folder."""
-        name = remote.rstrip("/").rsplit("/", 1)[-1]
+        name = remote.rsplit("/", 1)[-1]     # "dir/" names a folder: no file name
         if name in ("", ".", ".."):
             name = None
         if local is None:

@@ -415,6 +415,7 @@ class FtpClient:
         """
         with helper.PartialFile(local) as partial:
             result = self._retrieve(remote, partial.file, progress)
+            partial.file.flush()            # the check reads the file back
             if partial.partial is None:
                 verdict = Verdict("none", None, "", "written to a device, nothing to read back")
             else:
