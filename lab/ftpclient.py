@@ -62,6 +62,7 @@ class TransferInterrupted(KeyboardInterrupt):
     def __init__(self, command: str, path: str, moved: int, replies: list[Reply]):
         super().__init__(f"{command} {path} interrupted after {moved} bytes")
         self.command, self.path, self.moved, self.replies = command, path, moved, replies
+        self.note = ""          # what became of the local file, for the user
 
 
 class _ByteMeter:
@@ -232,8 +233,8 @@ class FtpClient:
         if "HASH" not in self.features:
             return
         algorithms = [name.strip() for name in self.feature_params["HASH"].split(";") if name.strip()]
-        if not algorithms or "SHA-256*" in algorithms:
-            return                  # our own server lists plain "HASH": SHA-256 only
+        if [name.rstrip("*") for name in algorithms] in ([], ["SHA-256"]) or "SHA-256*" in algorithms:
+            return                  # SHA-256 is the only one, or the selected one
         if "SHA-256" not in algorithms or self.command("OPTS", "HASH SHA-256").kind != 2:
             self.features.discard("HASH")
 
@@ -379,15 +380,26 @@ class FtpClient:
         """
         with helper.PartialFile(local) as partial:
             result = self._retrieve(remote, partial.file, progress)
+            partial.file.flush()            # the check reads the file back
             if partial.partial is None:
                 verdict = Verdict("none", None, "", "written to a device, nothing to read back")
             else:
-                verdict = self.verify(partial.written, remote)
+                verdict = self.verify_or_abort(partial.written, remote, result)
             if verdict.ok is False:
                 partial.discard_as(mismatch_name(partial.path))
             else:
                 partial.commit()
         return result, verdict
+
+    def verify_or_abort(self, local: str, remote: str, result: TransferResult) -> Verdict:
+        """verify(), but Ctrl-C during the check (a HASH of a large file
+        takes a while) sends ABOR and raises TransferInterrupted like a
+        transfer does, with the bytes the transfer moved."""
+        try:
+            return self.verify(local, remote)
+        except KeyboardInterrupt:
+            replies = self.abort() if self.unanswered and self.control is not None else []
+            raise TransferInterrupted("HASH", remote, result.bytes, replies) from None
 
     def _retrieve(self, remote: str, file, progress=None, command: str = "RETR") -> TransferResult:
         meter = _ByteMeter(progress)

@@ -130,9 +130,7 @@ class Shell(cmd.Cmd):
             return True
         except TransferInterrupted as stop:
             self.failures += 1
-            what = {"RETR": "download", "STOR": "upload"}.get(stop.command, "transfer")
-            self.say(f"interrupted: {what} of {escaped(stop.path)} aborted after {stop.moved} bytes"
-                     + ("; the partial file was removed" if stop.command == "RETR" else ""))
+            self.say(_describe_interruption(stop))
         except KeyboardInterrupt:
             # Ctrl-C outside a transfer (waiting for a reply, hashing a
             # file): the command is dropped, any reply still owed is read
@@ -163,8 +161,12 @@ class Shell(cmd.Cmd):
     def _get(self, remote: str, local: str) -> None:
         # The size is asked for before the transfer: once RETR is sent, the
         # control channel is busy until the 226 reply.
-        with self._progress_bar(lambda: self.client.size(remote)) as bar:
-            result, verdict = self.client.get_checked(remote, local, progress=bar)
+        try:
+            with self._progress_bar(lambda: self.client.size(remote)) as bar:
+                result, verdict = self.client.get_checked(remote, local, progress=bar)
+        except TransferInterrupted as stop:
+            stop.note = "the partial file was removed"
+            raise
         self._report(result, "received", verdict)
         if verdict.ok is False:
             self.say(f"{escaped(local)} left as it was; the download is kept as "
@@ -178,9 +180,14 @@ class Shell(cmd.Cmd):
         local = self._local_name_for(remote, local)
         if local is None:
             return
-        with self._progress_bar(lambda: self.client.size(remote)) as bar:
-            result = self.client.resume(remote, local, progress=bar)
-        self._report(result, "received", self.client.verify(local, remote))
+        try:
+            with self._progress_bar(lambda: self.client.size(remote)) as bar:
+                result = self.client.resume(remote, local, progress=bar)
+            verdict = self.client.verify_or_abort(local, remote, result)
+        except TransferInterrupted as stop:
+            stop.note = f"what arrived stays in {escaped(local)}: reget it to go on"
+            raise
+        self._report(result, "received", verdict)
 
     do_resume = do_reget
 
@@ -214,7 +221,12 @@ class Shell(cmd.Cmd):
     def _put(self, local: str, remote: str) -> None:
         with self._progress_bar(lambda: os.path.getsize(local)) as bar:
             result = self.client.put(local, remote, progress=bar)
-        self._report(result, "sent", self.client.verify(local, remote))
+        try:
+            verdict = self.client.verify_or_abort(local, remote, result)
+        except TransferInterrupted as stop:
+            stop.note = "the upload stays on the server, unchecked"
+            raise
+        self._report(result, "sent", verdict)
 
     def do_mput(self, arg: str) -> None:
         """mput <pattern>...: upload every local file matching the globs."""
@@ -397,6 +409,13 @@ class _LazyProgress:
     def finish(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _describe_interruption(stop: TransferInterrupted) -> str:
+    name = escaped(stop.path)
+    what = {"RETR": f"download of {name} aborted", "STOR": f"upload of {name} aborted",
+            "HASH": f"check of {name} stopped"}.get(stop.command, f"{stop.command} {name} aborted")
+    return f"interrupted: {what} after {stop.moved} bytes" + (f"; {stop.note}" if stop.note else "")
 
 
 def _rate(bytes_per_second: float) -> str:

@@ -396,3 +396,59 @@ def test_ctrl_c_aborts_a_get_and_a_put_and_the_shell_goes_on(server_process, ser
     assert sorted(os.listdir(client_dir)) == ["up.bin"]      # no big.bin, no .part
     assert "Traceback" not in text
     assert os.WIFEXITED(status)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs a pseudo-terminal (pty), which only POSIX has")
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_the_hash_check_sends_abor_removes_the_download_and_goes_on(client_dir):
+    """The server takes its time over HASH (a large file): Ctrl-C sends ABOR,
+    the unchecked download is removed, and the next command gets its own reply."""
+    hashing = threading.Event()
+    seen = []
+
+    def slow_hash(control, server):
+        server.log_in(control, features=" HASH SHA-256\r\n SIZE\r\n")
+        while line := server.command():
+            seen.append(line)
+            verb = line.split(" ")[0].lstrip("\xff\xf4\xf2").upper()   # Telnet IP, DM before ABOR
+            if verb == "SIZE":
+                server.send(control, "213 5\r\n")
+            elif verb == "PASV":
+                listener, announce = server.passive_listener()
+                server.send(control, announce)
+            elif verb == "RETR":
+                data, _ = listener.accept()
+                server.send(control, "150 here\r\n")
+                data.sendall(b"12345")
+                data.close()
+                server.send(control, "226 done\r\n")
+            elif verb == "HASH":
+                hashing.set()           # ...and no answer until ABOR
+            elif verb == "ABOR":
+                server.send(control, "213 SHA-256 0-5 " + "0" * 64 + " f\r\n226 ABOR ok\r\n")
+            elif verb == "PWD":
+                server.send(control, '257 "/" is the current directory\r\n')
+            elif verb == "QUIT":
+                server.send(control, "221 bye\r\n")
+                return
+            else:
+                server.send(control, "502 not here\r\n")
+
+    with RogueServer(slow_hash) as rogue:
+        term = Terminal(*rogue.address, client_dir)
+        try:
+            assert term.read_until("ftp> ")
+            term.type("get f\n")
+            assert hashing.wait(20)
+            term.type("\x03")
+            assert term.read_until("interrupted: check of f stopped after 5 bytes", 20), term.text
+            term.type("pwd\n")
+            assert term.read_until("is the current directory", 20), term.text
+            term.close()
+        finally:
+            if os.path.exists(f"/proc/{term.pid}"):
+                os.kill(term.pid, 9)
+    assert rogue.error is None
+    assert any(line.endswith("ABOR") for line in seen), seen
+    assert "the partial file was removed" in term.text
+    assert os.listdir(client_dir) == []
