@@ -100,6 +100,9 @@ class ConnectingEnd:
         self.source = source
 
     def open(self):
+        if self.source is not None:
+            # From the chosen port if it is free, else from any (see helper.connect).
+            return helper.connect(self.address, "data", timeout=self.transfer_timeout, source=self.source)
         raise NotImplementedError('ex2: connect to the announced address')
 
     def close(self) -> None:

@@ -111,8 +111,11 @@ class ConnectingEnd:
         self.source = source
 
     def open(self):
+        if self.source is not None:
+            # From the chosen port if it is free, else from any (see helper.connect).
+            return helper.connect(self.address, "data", timeout=self.transfer_timeout, source=self.source)
         ### BEGIN SOLUTION ex2: connect to the announced address
-        return helper.connect(self.address, "data", timeout=self.transfer_timeout, source=self.source)
+        return helper.connect(self.address, "data", timeout=self.transfer_timeout)
         ### END SOLUTION
 
     def close(self) -> None:
