@@ -78,6 +78,7 @@ class Shell(cmd.Cmd):
             self.prompt = ""       # precmd echoes each command instead
         self.verbose = True
         self.quiet = False
+        self.interrupted = False     # Ctrl-C cut a command short: replies may be owed
         self.failures = 0
         self.lost = False
         client.on_reply = self.show_reply
@@ -121,6 +122,11 @@ class Shell(cmd.Cmd):
     def onecmd(self, line: str) -> bool:
         """Run one command; a server error is reported and the shell goes on."""
         try:
+            if self.interrupted:
+                # The last command was cut short by Ctrl-C: first read the
+                # replies the server still owes it.
+                self.interrupted = False
+                self.client.catch_up()
             return super().onecmd(line)
         except FtpError:
             self.failures += 1     # the reply itself was already printed
@@ -130,8 +136,10 @@ class Shell(cmd.Cmd):
             return True
         except TransferInterrupted as stop:
             self.failures += 1
+            self.interrupted = True
             self.say(_describe_interruption(stop))
         except KeyboardInterrupt:
+            self.interrupted = True
             # Ctrl-C outside a transfer (waiting for a reply, hashing a
             # file): the command is dropped, any reply still owed is read
             # before the next command, and the shell goes on, as ftp does.

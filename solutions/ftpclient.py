@@ -156,6 +156,8 @@ class FtpClient:
         return welcome
 
     def read_reply(self) -> Reply:
+        if self._metered is None or self._metered.sock is not self.control:
+            self._metered = _MeteredControl(self.control)
         self._metered.start_reply()
         try:
             event = helper.receive_event(self._metered, self.parser)
@@ -180,7 +182,6 @@ class FtpClient:
 
     def command(self, verb: str, arg: str = "") -> Reply:
         """Send a command and return its reply, whatever it is."""
-        self.catch_up()
         try:
             helper.send_command(self.control, verb, arg)
         except OSError as err:
@@ -189,9 +190,10 @@ class FtpClient:
         return self.read_reply()
 
     def catch_up(self) -> None:
-        """Read (and show) the replies to commands that were interrupted
-        before their reply arrived, so that every reply after them answers
-        the command it belongs to."""
+        """After Ctrl-C cut a command short, read (and show) the replies the
+        server still owes, so that every reply after them answers the
+        command it belongs to. Only then: a client that forgot to read a
+        reply has a bug, which this must not hide."""
         while self.unanswered > 0:
             self.read_reply()
 
