@@ -316,13 +316,13 @@ def test_a_silent_data_connection_fails_after_the_clients_timeout(client_dir):
 class Terminal:
     """The client on a pseudo-terminal, as a user runs it."""
 
-    def __init__(self, host, port, cwd: Path):
+    def __init__(self, host, port, cwd: Path, *extra: str):
         import pty
         self.pid, self.fd = pty.fork()
         if self.pid == 0:                                  # the child: the client
             os.chdir(cwd)
             os.environ["PYTHONPATH"] = str(REPO_ROOT)
-            os.execv(sys.executable, [sys.executable, "-m", "solutions.client", host, str(port)])
+            os.execv(sys.executable, [sys.executable, "-m", "solutions.client", *extra, host, str(port)])
         self.screen = b""
 
     def read_until(self, text: str, timeout: float = 30) -> bool:
@@ -364,7 +364,8 @@ def test_ctrl_c_aborts_a_get_and_a_put_and_the_shell_goes_on(server_process, ser
     (server_root / "big.bin").write_bytes(os.urandom(size))
     (client_dir / "up.bin").write_bytes(os.urandom(size))
     server = server_process(server_root, "--fault-delay", "0.03")   # about 2 MB/s
-    term = Terminal(server.host, server.port, client_dir)
+    log = client_dir.parent / "client.log"
+    term = Terminal(server.host, server.port, client_dir, "--trace", str(log))
     try:
         assert term.read_until("ftp> ")
         # A missing file: its 550 is printed once (not once for SIZE too).
@@ -392,6 +393,11 @@ def test_ctrl_c_aborts_a_get_and_a_put_and_the_shell_goes_on(server_process, ser
     moved = [int(line.split("aborted after ")[1].split()[0]) for line in text.splitlines()
              if "aborted after" in line]
     assert len(moved) == 2 and all(0 < n < size for n in moved), text
+    # The trace (and so trace.view's summary) counts the same bytes, not 0.
+    import json
+    ends = [event for event in map(json.loads, log.read_text().splitlines())
+            if event.get("type", event.get("event")) == "transfer_end" and event.get("verdict") == "aborted"]
+    assert [end["bytes"] for end in ends if end["path"] != "missing.bin"] == moved, ends
     assert "partial file was removed" in text
     assert sorted(os.listdir(client_dir)) == ["up.bin"]      # no big.bin, no .part
     assert "Traceback" not in text
