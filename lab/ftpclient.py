@@ -185,11 +185,13 @@ class FtpClient:
 
     def command(self, verb: str, arg: str = "") -> Reply:
         """Send a command and return its reply, whatever it is."""
+        # Counted before sending: once the line is out, a Ctrl-C may come at
+        # any moment, and the reply it owes must not be forgotten.
+        self.unanswered += 1
         try:
             helper.send_command(self.control, verb, arg)
         except OSError as err:
             raise ConnectionLost(f"control connection broken: {err.strerror or err}") from None
-        self.unanswered += 1
         return self.read_reply()
 
     def catch_up(self) -> None:
@@ -265,12 +267,12 @@ class FtpClient:
         """
         if data is not None:
             data.close()
+        self.unanswered += 1
         try:
             self.control.sendall(bytes([IAC, IP, IAC]), socket.MSG_OOB)
             self.control.sendall(bytes([DM]) + b"ABOR\r\n")
         except OSError as err:
             raise ConnectionLost(f"control connection broken: {err.strerror or err}") from None
-        self.unanswered += 1
         replies = []
         while self.unanswered > 0:
             replies.append(self.read_reply())
