@@ -9,9 +9,12 @@ Run it from the repository root, either way::
     python lab/client.py 127.0.0.1 2121     # as the original project ran it
 
 At the ``ftp>`` prompt: ``put <local> [remote]``, ``get <remote> [local]``,
-``ls [path]``, ``cd``, ``pwd``, ``size``, ``passive``, ``verbose``, ``quit``
-and ``help``. When standard input is not a terminal the client runs the
-commands it reads and exits with status 1 if any of them failed::
+``reget``, ``mget``/``mput`` with globs, ``ls [path]``, ``cd``, ``lcd``,
+``pwd``, ``mkdir``, ``rmdir``, ``delete``, ``rename``, ``size``, ``modtime``,
+``passive``, ``verbose``, ``quit`` and ``help``. Ctrl-C during a transfer
+aborts it (ABOR) and returns to the prompt. When standard input is not a
+terminal the client runs the commands it reads and exits with status 1 if
+any of them failed::
 
     printf 'put a.bin\\nget b.bin\\nls\\nquit\\n' | python -m lab.client 127.0.0.1 2121
 """
@@ -29,15 +32,40 @@ if not __package__:
 
 import argparse
 import cmd
+import glob
 import os
 import shlex
 import time
+import unicodedata
 from contextlib import contextmanager
 
 import trace
 
-from .ftpclient import ConnectionLost, FtpClient, FtpError, TransferResult, Verdict
+from .ftpclient import (ConnectionLost, FtpClient, FtpError, TransferInterrupted, TransferResult,
+                        Verdict, mismatch_name)
 from .protocol import Reply
+
+
+def escaped(text: str) -> str:
+    """``text`` from the peer, safe to print on a terminal.
+
+    A server chooses the bytes of its replies, listings and file names, and
+    a terminal obeys control characters: ESC starts sequences that retitle,
+    recolour or clear the screen (or, on some terminals, answer back as if
+    typed), CR overwrites what was printed. So every control character
+    except newline and tab (C0, DEL, C1, and the invisible bidirectional
+    overrides that reorder text) is shown as a visible escape, ``\\x1b``.
+    """
+    return "".join(ch if ch in "\n\t" or not _is_control(ch) else _escape(ch) for ch in text)
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class Shell(cmd.Cmd):
@@ -52,6 +80,8 @@ class Shell(cmd.Cmd):
         if not interactive:
             self.prompt = ""       # precmd echoes each command instead
         self.verbose = True
+        self.quiet = False
+        self.interrupted = False     # Ctrl-C cut a command short: replies may be owed
         self.failures = 0
         self.lost = False
         client.on_reply = self.show_reply
@@ -62,8 +92,24 @@ class Shell(cmd.Cmd):
         print(text, file=self.stdout, flush=True)
 
     def show_reply(self, reply: Reply) -> None:
+        if self.quiet:
+            return
         if self.verbose or reply.is_error:
-            self.say("\n".join(reply.lines) if len(reply.lines) > 1 else f"{reply.code} {reply.text}")
+            self.say(escaped("\n".join(reply.lines) if len(reply.lines) > 1 else f"{reply.code} {reply.text}"))
+
+    def show_listing(self, text: str) -> None:
+        self.stdout.write(escaped(text.replace("\r\n", "\n")))
+        self.stdout.flush()
+
+    @contextmanager
+    def quietly(self):
+        """Run a command whose replies the user did not ask for (the size
+        for a progress bar) without printing them."""
+        self.quiet = True
+        try:
+            yield
+        finally:
+            self.quiet = False
 
     def fail(self, message: str) -> None:
         self.failures += 1
@@ -79,15 +125,31 @@ class Shell(cmd.Cmd):
     def onecmd(self, line: str) -> bool:
         """Run one command; a server error is reported and the shell goes on."""
         try:
+            if self.interrupted:
+                # The last command was cut short by Ctrl-C: first read the
+                # replies the server still owes it.
+                self.interrupted = False
+                self.client.catch_up()
             return super().onecmd(line)
         except FtpError:
             self.failures += 1     # the reply itself was already printed
         except ConnectionLost as lost:
-            self.fail(f"connection lost: {lost}")
+            self.fail(f"connection lost: {escaped(str(lost))}")
             self.lost = True
             return True
+        except TransferInterrupted as stop:
+            self.failures += 1
+            self.interrupted = True
+            self.say(_describe_interruption(stop))
+        except KeyboardInterrupt:
+            self.interrupted = True
+            # Ctrl-C outside a transfer (waiting for a reply, hashing a
+            # file): the command is dropped, any reply still owed is read
+            # before the next command, and the shell goes on, as ftp does.
+            self.failures += 1
+            self.say("\ninterrupted")
         except (OSError, ValueError) as err:
-            self.fail(f"error: {err}")
+            self.fail(f"error: {escaped(str(err))}")
         return False
 
     def emptyline(self) -> bool:
@@ -103,12 +165,59 @@ class Shell(cmd.Cmd):
         remote, local = self._one_or_two(arg, "get <remote> [local]")
         if remote is None:
             return
-        local = local or os.path.basename(remote)
+        local = self._local_name_for(remote, local)
+        if local is not None:
+            self._get(remote, local)
+
+    def _get(self, remote: str, local: str) -> None:
         # The size is asked for before the transfer: once RETR is sent, the
         # control channel is busy until the 226 reply.
-        with self._progress_bar(lambda: self.client.size(remote)) as bar:
-            result = self.client.get(remote, local, progress=bar)
-        self._report(result, "received", local, remote)
+        try:
+            with self._progress_bar(lambda: self.client.size(remote)) as bar:
+                result, verdict = self.client.get_checked(remote, local, progress=bar)
+        except TransferInterrupted as stop:
+            stop.note = "the partial file was removed"
+            raise
+        self._report(result, "received", verdict)
+        if verdict.ok is False:
+            self.say(f"{escaped(local)} left as it was; the download is kept as "
+                     f"{escaped(mismatch_name(local))}")
+
+    def do_reget(self, arg: str) -> None:
+        """reget <remote> [local]: resume a download, appending to the local file (REST STREAM)."""
+        remote, local = self._one_or_two(arg, "reget <remote> [local]")
+        if remote is None:
+            return
+        local = self._local_name_for(remote, local)
+        if local is None:
+            return
+        try:
+            with self._progress_bar(lambda: self.client.size(remote)) as bar:
+                result = self.client.resume(remote, local, progress=bar)
+            verdict = self.client.verify_or_abort(local, remote, result)
+        except TransferInterrupted as stop:
+            stop.note = f"what arrived stays in {escaped(local)}: reget it to go on"
+            raise
+        self._report(result, "received", verdict)
+
+    do_resume = do_reget
+
+    def do_mget(self, arg: str) -> None:
+        """mget <pattern>...: download every remote file matching the globs (NLST, then fnmatch)."""
+        patterns = shlex.split(arg)
+        if not patterns:
+            self.fail("usage: mget <pattern>...")
+            return
+        for pattern in patterns:
+            folder, _, glob_part = pattern.rpartition("/")
+            names = self.client.names(folder, glob_part)
+            if not names:
+                self.fail(f"mget: {escaped(pattern)}: no remote file matches")
+            for name in names:
+                remote = name if "/" in name or not folder else f"{folder}/{name}"
+                local = self._local_name_for(remote, None)
+                if local is not None:
+                    self._get(remote, local)
 
     def do_put(self, arg: str) -> None:
         """put <local> [remote]: upload a file, then check the server's copy."""
@@ -118,22 +227,76 @@ class Shell(cmd.Cmd):
         if not os.path.isfile(local):
             self.fail(f"put: {local}: no such local file")
             return
-        remote = remote or os.path.basename(local)
+        self._put(local, remote or os.path.basename(local))
+
+    def _put(self, local: str, remote: str) -> None:
         with self._progress_bar(lambda: os.path.getsize(local)) as bar:
             result = self.client.put(local, remote, progress=bar)
-        self._report(result, "sent", local, remote)
+        try:
+            verdict = self.client.verify_or_abort(local, remote, result)
+        except TransferInterrupted as stop:
+            stop.note = "the upload stays on the server, unchecked"
+            raise
+        self._report(result, "sent", verdict)
+
+    def do_mput(self, arg: str) -> None:
+        """mput <pattern>...: upload every local file matching the globs."""
+        patterns = shlex.split(arg)
+        if not patterns:
+            self.fail("usage: mput <pattern>...")
+            return
+        for pattern in patterns:
+            files = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
+            if not files:
+                self.fail(f"mput: {pattern}: no local file matches")
+            for path in files:
+                self._put(path, os.path.basename(path))
 
     def do_ls(self, arg: str) -> None:
         """ls [path]: list files on the server (LIST)."""
-        self.stdout.write(self.client.listing(arg.strip()))
-        self.stdout.flush()
+        self.show_listing(self.client.listing(arg.strip()))
 
     do_dir = do_ls
 
     def do_nlist(self, arg: str) -> None:
         """nlist [path]: list names only (NLST)."""
-        self.stdout.write(self.client.listing(arg.strip(), names_only=True))
-        self.stdout.flush()
+        self.show_listing(self.client.listing(arg.strip(), names_only=True))
+
+    def do_mkdir(self, arg: str) -> None:
+        """mkdir <directory>: make a folder on the server (MKD)."""
+        if self._need_one(arg, "mkdir <directory>"):
+            self.client.mkdir(arg.strip())
+
+    def do_rmdir(self, arg: str) -> None:
+        """rmdir <directory>: remove an empty folder on the server (RMD)."""
+        if self._need_one(arg, "rmdir <directory>"):
+            self.client.rmdir(arg.strip())
+
+    def do_delete(self, arg: str) -> None:
+        """delete <remote>: delete a file on the server (DELE)."""
+        if self._need_one(arg, "delete <remote>"):
+            self.client.delete(arg.strip())
+
+    def do_rename(self, arg: str) -> None:
+        """rename <from> <to>: rename a file on the server (RNFR, RNTO)."""
+        words = shlex.split(arg)
+        if len(words) != 2:
+            self.fail("usage: rename <from> <to>")
+            return
+        self.client.rename(*words)
+
+    def do_modtime(self, arg: str) -> None:
+        """modtime <remote>: when a file on the server was last changed (MDTM, UTC)."""
+        if self._need_one(arg, "modtime <remote>"):
+            stamp = self.client.mtime(arg.strip())
+            if len(stamp) >= 14 and stamp[:14].isdigit():
+                stamp = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[8:10]}:{stamp[10:12]}:{stamp[12:14]} UTC"
+            self.say(f"{escaped(arg.strip())}\t{escaped(stamp)}")
+
+    def do_lcd(self, arg: str) -> None:
+        """lcd [directory]: change the local working directory (home if none)."""
+        os.chdir(os.path.expanduser(arg.strip() or "~"))
+        self.say(f"Local directory now {os.getcwd()}")
 
     def do_cd(self, arg: str) -> None:
         """cd <directory>: change the server's working directory."""
@@ -145,7 +308,8 @@ class Shell(cmd.Cmd):
 
     def do_size(self, arg: str) -> None:
         """size <remote>: the size of a file on the server."""
-        self.say(str(self.client.size(arg.strip())))
+        if self._need_one(arg, "size <remote>"):
+            self.say(f"{escaped(arg.strip())}\t{self.client.size(arg.strip())}")
 
     def do_passive(self, arg: str) -> None:
         """passive: toggle passive mode (server listens) and active mode (client listens)."""
@@ -178,9 +342,35 @@ class Shell(cmd.Cmd):
             return None, None
         return words[0], words[1] if len(words) == 2 else None
 
-    def _report(self, result: TransferResult, verb: str, local: str, remote: str) -> None:
+    def _need_one(self, arg: str, usage: str) -> bool:
+        if not arg.strip():
+            self.fail(f"usage: {usage}")
+            return False
+        return True
+
+    def _local_name_for(self, remote: str, local: str | None) -> str | None:
+        """Where a download of ``remote`` goes: ``local`` if given, else the
+        remote's last name part here. Into an existing folder it goes under
+        the remote's name, as cp does. A remote path that names no file
+        (``..``, ``dir/``) with no local name is refused in one line: there
+        is no name to save it under, and guessing one could land the file
+        in a parent folder."""
+        name = remote.rsplit("/", 1)[-1]     # "dir/" names a folder: no file name
+        if name in ("", ".", ".."):
+            name = None
+        if local is None:
+            if name is None:
+                self.fail(f"get: {escaped(remote)} does not name a file; give a local name: get <remote> <local>")
+            return name
+        if os.path.isdir(local):
+            if name is None:
+                self.fail(f"get: {local} is a folder and {escaped(remote)} does not name a file")
+                return None
+            return os.path.join(local, name)
+        return local
+
+    def _report(self, result: TransferResult, verb: str, verdict: Verdict) -> None:
         self.say(f"{result.bytes} bytes {verb} in {result.seconds:.3f} s ({_rate(result.rate)})")
-        verdict = self.client.verify(local, remote)
         self.client.record_end(result, verdict.name, verdict.local if verdict.method == "HASH" else None)
         self.say(_describe(verdict))
         if verdict.ok is False:
@@ -194,7 +384,8 @@ class Shell(cmd.Cmd):
             yield None
             return
         try:
-            total = size_of()
+            with self.quietly():    # an error here is the transfer's to report, once
+                total = size_of()
         except (FtpError, OSError, ValueError):
             total = None
         bar = _LazyProgress(total)
@@ -231,6 +422,13 @@ class _LazyProgress:
             self.bar.stop()
 
 
+def _describe_interruption(stop: TransferInterrupted) -> str:
+    name = escaped(stop.path)
+    what = {"RETR": f"download of {name} aborted", "STOR": f"upload of {name} aborted",
+            "HASH": f"check of {name} stopped"}.get(stop.command, f"{stop.command} {name} aborted")
+    return f"interrupted: {what} after {stop.moved} bytes" + (f"; {stop.note}" if stop.note else "")
+
+
 def _rate(bytes_per_second: float) -> str:
     for unit in ("B/s", "KiB/s", "MiB/s", "GiB/s"):
         if bytes_per_second < 1024 or unit == "GiB/s":
@@ -247,7 +445,9 @@ def _describe(verdict: Verdict) -> str:
         if verdict.ok:
             return f"integrity: size matches the server's ({verdict.local} bytes; no HASH to compare contents)"
         return f"integrity: size MISMATCH: local {verdict.local} bytes, server {verdict.remote}"
-    return f"integrity: not checked (the server offers neither HASH nor SIZE) {verdict.remote}".rstrip()
+    if verdict.remote:
+        return f"integrity: not checked ({escaped(verdict.remote)})"
+    return "integrity: not checked (the server offers neither HASH nor SIZE)"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -279,13 +479,16 @@ def main(argv=None, stdin=None, stdout=None) -> int:
             print(f"client: cannot connect to {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
             return 2
         except (FtpError, ConnectionLost) as err:
-            print(f"client: login failed: {err}", file=sys.stderr)
+            print(f"client: login failed: {escaped(str(err))}", file=sys.stderr)
             return 2
-        try:
-            shell.cmdloop()
-        except KeyboardInterrupt:
-            shell.say("")
-            client.close()
+        while True:
+            try:
+                shell.cmdloop()
+                break
+            except KeyboardInterrupt:
+                # Ctrl-C at the prompt: a fresh prompt, as ftp and the shells
+                # do (quit or Ctrl-D ends the session).
+                shell.say("")
         return 1 if shell.failures else 0
     finally:
         client.close()

@@ -14,16 +14,14 @@ and which connects:
 
 So each side needs the same two things: "listen once and accept" and
 "connect to an address". Here they are, as two small classes with the same
-interface, so the code around them never cares which mode is in use.
+interface, so the code around them never cares which mode is in use. The
+one thing a caller must know, *when* it may call ``open()``, each end says
+itself (``waits_for_peer``).
 """
 
 from __future__ import annotations
 
-import errno
-import socket
 import time
-
-import trace
 
 from . import helper
 
@@ -31,17 +29,37 @@ from . import helper
 ACCEPT_TIMEOUT = 30.0
 # How long a data connection may stall (no bytes either way) before it fails.
 TRANSFER_TIMEOUT = 60.0
+# How many connections may wait to be accepted. Not 1: a stranger who
+# floods the port with connects would fill a queue of one, and the real
+# peer's connect would be dropped (and retried after 1 s, 3 s, 7 s...).
+# With room for many, the kernel completes every handshake and open()
+# throws the strangers away one by one until the real peer's turn.
+ACCEPT_BACKLOG = 128
+
+
+def peer_host(sock) -> str | None:
+    """The address a connection comes from, or None if the peer is gone
+    already: one that connected and reset before we accepted leaves a
+    socket whose getpeername() fails (ENOTCONN)."""
+    try:
+        return sock.getpeername()[0]
+    except OSError:
+        return None
 
 
 class ListeningEnd:
     """This side listens on a fresh port and accepts exactly one connection."""
+
+    # open() blocks until the other side connects, and the other side
+    # connects only once it has the transfer command: send that first.
+    waits_for_peer = True
 
     def __init__(self, host: str, accept_timeout: float = ACCEPT_TIMEOUT,
                  transfer_timeout: float = TRANSFER_TIMEOUT, allowed_peer: str | None = None):
         # Port 0: the operating system picks a free ephemeral port, and Linux
         # and macOS pick it at random (RFC 6056). A port that came next in
         # line would tell an attacker where to connect first (port stealing).
-        self.listener = helper.listen(host, 0, "data", backlog=1)
+        self.listener = helper.listen(host, 0, "data", backlog=ACCEPT_BACKLOG)
         self.accept_timeout = accept_timeout
         self.transfer_timeout = transfer_timeout
         # The server accepts its passive connection only from the client's own
@@ -68,35 +86,24 @@ class ListeningEnd:
 class ConnectingEnd:
     """This side connects to the address the other side announced."""
 
+    # The other side listens already: open() may run before or after the
+    # transfer command.
+    waits_for_peer = False
+
     def __init__(self, address: tuple[str, int], transfer_timeout: float = TRANSFER_TIMEOUT,
                  source: tuple[str, int] | None = None):
         self.address = address
         self.transfer_timeout = transfer_timeout
-        self.source = source      # connect from here if free (the server: RFC 959's port L-1)
+        # Where to connect from. A server in active mode connects from its
+        # port L-1 (RFC 959 3.2), which is how Wireshark recognises the
+        # connection as FTP data; None lets the operating system choose.
+        self.source = source
 
     def open(self):
         if self.source is not None:
-            try:
-                return self._connect_from(self.source)
-            except OSError as err:
-                if err.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
-                    raise           # otherwise: the port is taken, connect from any port
+            # From the chosen port if it is free, else from any (see helper.connect).
+            return helper.connect(self.address, "data", timeout=self.transfer_timeout, source=self.source)
         raise NotImplementedError('ex2: connect to the announced address')
-
-    def _connect_from(self, source: tuple[str, int]):
-        sock = socket.socket(socket.AF_INET6 if ":" in source[0] else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            # Several data connections may come from this port in a row, and
-            # the last one may still be in TIME_WAIT.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(source)
-            sock.settimeout(self.transfer_timeout)
-            sock.connect(self.address)
-        except OSError:
-            sock.close()
-            raise
-        helper.no_delay(sock)
-        return trace.connected(sock, "data")
 
     def close(self) -> None:
         """Nothing to release: a connecting end holds no socket until open()."""

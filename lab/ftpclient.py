@@ -15,7 +15,9 @@ design:
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -24,8 +26,19 @@ import trace
 
 from . import helper
 from .datachannel import ConnectingEnd, ListeningEnd
-from .protocol import (ConnectionClosed, Reply, format_eprt_arg, format_host_port,
+from .protocol import (Code, ConnectionClosed, Reply, format_eprt_arg, format_host_port,
                        parse_epsv_reply, parse_hash_reply, parse_pasv_reply, ReplyParser)
+
+# Bounds on one reply. Every line is bounded already (protocol.MAX_LINE);
+# these bound how many lines one multi-line reply may have. A FEAT or HELP
+# is a few dozen lines; a server that sends more is broken or hostile, and
+# buffering its reply would grow the client without limit.
+MAX_REPLY_LINES = 10_000
+MAX_REPLY_BYTES = 1024 * 1024
+
+# Telnet bytes for an abort (RFC 854, RFC 959 4.1.3): Interrupt Process,
+# then the Synch (a Data Mark sent as TCP urgent data), then ABOR.
+IAC, IP, DM = 255, 244, 242
 
 
 class FtpError(Exception):
@@ -38,6 +51,53 @@ class FtpError(Exception):
 
 class ConnectionLost(Exception):
     """The control connection closed or broke; the session is over."""
+
+
+class TransferInterrupted(KeyboardInterrupt):
+    """The user pressed Ctrl-C during a transfer; it was aborted (ABOR).
+
+    Still a KeyboardInterrupt, so a program that does not look for it stops
+    as it would have; the shell catches it and reports what was moved."""
+
+    def __init__(self, command: str, path: str, moved: int, replies: list[Reply]):
+        super().__init__(f"{command} {path} interrupted after {moved} bytes")
+        self.command, self.path, self.moved, self.replies = command, path, moved, replies
+        self.note = ""          # what became of the local file, for the user
+
+
+class _ByteMeter:
+    """A progress callback that also counts: a transfer cut short (Ctrl-C, a
+    reset) still knows how many bytes it moved."""
+
+    def __init__(self, progress: Callable[[int], None] | None):
+        self.progress = progress
+        self.count = 0
+
+    def __call__(self, n: int) -> None:
+        self.count += n
+        if self.progress is not None:
+            self.progress(n)
+
+
+class _MeteredControl:
+    """The control socket as the reply reader sees it: it counts what the
+    reply being read has cost, and refuses to read past the bounds."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.start_reply()
+
+    def start_reply(self) -> None:
+        self.bytes = self.lines = 0
+
+    def recv(self, size: int) -> bytes:
+        data = self.sock.recv(size)
+        self.bytes += len(data)
+        self.lines += data.count(b"\n")
+        if self.bytes > MAX_REPLY_BYTES or self.lines > MAX_REPLY_LINES:
+            raise ConnectionLost(f"the server's reply is over {MAX_REPLY_LINES} lines or "
+                                 f"{MAX_REPLY_BYTES // 1024} KiB; connection closed")
+        return data
 
 
 @dataclass
@@ -74,24 +134,39 @@ class FtpClient:
                  on_reply: Callable[[Reply], None] | None = None):
         self.host, self.port = host, port
         self.passive = passive
+        # One timeout for everything that waits on the server: a reply, the
+        # data connection's accept or connect, a stalled transfer.
         self.timeout = timeout
         self.on_reply = on_reply or (lambda reply: None)
         self.control = None
         self.parser = ReplyParser()
         self.features: set[str] = set()
+        # FEAT's parameters per feature, e.g. {"HASH": "SHA-1*;SHA-256;MD5"}.
+        self.feature_params: dict[str, str] = {}
+        # Final replies the server still owes us: a command whose reply we
+        # never read (Ctrl-C while waiting) must not answer the next one.
+        self.unanswered = 0
+        self._metered = None
 
     # --- the control channel ---------------------------------------------------
 
     def connect(self) -> Reply:
         self.control = helper.connect((self.host, self.port), "control", timeout=self.timeout)
+        self._metered = _MeteredControl(self.control)
         welcome = self.read_reply()
         if welcome.is_error:
             raise FtpError(welcome)
         return welcome
 
     def read_reply(self) -> Reply:
+        if self._metered is None or self._metered.sock is not self.control:
+            self._metered = _MeteredControl(self.control)
+        self._metered.start_reply()
         try:
-            event = helper.receive_event(self.control, self.parser)
+            event = helper.receive_event(self._metered, self.parser)
+        except ConnectionLost:
+            self.close()            # a reply past the bounds: never read the rest
+            raise
         except TimeoutError:
             raise ConnectionLost("the server did not answer in time") from None
         except OSError as err:
@@ -100,19 +175,32 @@ class FtpClient:
             raise ConnectionLost("the server closed the control connection")
         if not isinstance(event, Reply):
             raise ConnectionLost(f"the server sent something that is not a reply: {event}")
+        if event.kind != 1 and self.unanswered > 0:
+            self.unanswered -= 1    # a 1xx is preliminary: the final reply is still owed
         self.on_reply(event)
-        if event.code == 421:
+        if event.code == Code.SERVICE_UNAVAILABLE:
             # 421 means the server is closing the connection (RFC 959 4.2).
             raise ConnectionLost(str(event))
         return event
 
     def command(self, verb: str, arg: str = "") -> Reply:
         """Send a command and return its reply, whatever it is."""
+        # Counted before sending: once the line is out, a Ctrl-C may come at
+        # any moment, and the reply it owes must not be forgotten.
+        self.unanswered += 1
         try:
             helper.send_command(self.control, verb, arg)
         except OSError as err:
             raise ConnectionLost(f"control connection broken: {err.strerror or err}") from None
         return self.read_reply()
+
+    def catch_up(self) -> None:
+        """After Ctrl-C cut a command short, read (and show) the replies the
+        server still owes, so that every reply after them answers the
+        command it belongs to. Only then: a client that forgot to read a
+        reply has a bug, which this must not hide."""
+        while self.unanswered > 0:
+            self.read_reply()
 
     def expect(self, verb: str, arg: str = "", *, kind: int = 2) -> Reply:
         """Send a command; raise FtpError unless the reply starts with ``kind``."""
@@ -123,15 +211,36 @@ class FtpClient:
 
     def login(self, user: str = "anonymous", password: str = "anonymous@") -> None:
         reply = self.command("USER", user)
-        if reply.code == 331:
+        if reply.code == Code.NEED_PASSWORD:
             reply = self.command("PASS", password)
         if reply.kind != 2:
             raise FtpError(reply)
         reply = self.command("FEAT")
-        if reply.code == 211:
-            # The lines between "211-Features:" and "211 End", one per feature.
-            self.features = {line.strip().split(" ")[0].upper() for line in reply.text.split("\n")[1:-1]}
+        if reply.code == Code.FEATURES:
+            # The lines between "211-Features:" and "211 End", one per
+            # feature: a name, then perhaps parameters ("HASH SHA-1*;SHA-256").
+            for line in reply.text.split("\n")[1:-1]:
+                name, _, params = line.strip().partition(" ")
+                self.feature_params[name.upper()] = params.strip()
+            self.features = set(self.feature_params)
         self.expect("TYPE", "I")
+        self._choose_sha256()
+
+    def _choose_sha256(self) -> None:
+        """Make SHA-256 the algorithm HASH uses, if the server offers several.
+
+        The HASH draft lists the algorithms in FEAT with a ``*`` on the one
+        in use (proftpd: ``HASH CRC32;MD5;SHA-1*;SHA-256``); ``OPTS HASH
+        SHA-256`` selects another. A server that offers no SHA-256 keeps
+        HASH out of our features: the check then falls back to SIZE.
+        """
+        if "HASH" not in self.features:
+            return
+        algorithms = [name.strip() for name in self.feature_params["HASH"].split(";") if name.strip()]
+        if [name.rstrip("*") for name in algorithms] in ([], ["SHA-256"]) or "SHA-256*" in algorithms:
+            return                  # SHA-256 is the only one, or the selected one
+        if "SHA-256" not in algorithms or self.command("OPTS", "HASH SHA-256").kind != 2:
+            self.features.discard("HASH")
 
     def quit(self) -> None:
         try:
@@ -143,6 +252,31 @@ class FtpClient:
         if self.control is not None:
             self.control.close()
             self.control = None
+
+    def abort(self, data=None) -> list[Reply]:
+        """Stop the transfer under way, as RFC 959 4.1.3 describes and BSD
+        ftp and ftplib do, and return the replies that settle it.
+
+        The data connection is closed first, so the server stops sending at
+        once. Then the abort goes out the way a Telnet user would interrupt
+        a program: IP (interrupt process), then the Synch, which is a Data
+        Mark sent as TCP urgent data so a server busy with the transfer
+        notices it, then the ABOR command. The server answers the transfer
+        (426 if it was still running, else its 226) and then the ABOR (226
+        or 225): reading until nothing is owed keeps the channel in step.
+        """
+        if data is not None:
+            data.close()
+        self.unanswered += 1
+        try:
+            self.control.sendall(bytes([IAC, IP, IAC]), socket.MSG_OOB)
+            self.control.sendall(bytes([DM]) + b"ABOR\r\n")
+        except OSError as err:
+            raise ConnectionLost(f"control connection broken: {err.strerror or err}") from None
+        replies = []
+        while self.unanswered > 0:
+            replies.append(self.read_reply())
+        return replies
 
     # --- data connections --------------------------------------------------------
 
@@ -156,10 +290,16 @@ class FtpClient:
         ipv6 = ":" in local_host
         if self.passive:
             raise NotImplementedError('ex2: PASV (or EPSV for IPv6); connect to the announced address')
-        raise NotImplementedError("ex6: listen on the control connection's local address; announce it with PORT/EPRT")
+        raise NotImplementedError("ex6: listen on the control connection's local address (accept only the server); announce it with PORT/EPRT")
 
-    def transfer(self, verb: str, arg: str, move_bytes: Callable, direction: str) -> TransferResult:
-        """Run one transfer command with its own data connection (steps 1-4 above)."""
+    def transfer(self, verb: str, arg: str, move_bytes: Callable, direction: str,
+                 meter: _ByteMeter | None = None) -> TransferResult:
+        """Run one transfer command with its own data connection (steps 1-4 above).
+
+        ``meter``, if given, is the progress callback ``move_bytes`` uses: it
+        tells how far a transfer got when it was cut short. Ctrl-C aborts
+        the transfer (ABOR) and raises TransferInterrupted.
+        """
         replies = []
         data_end = self.prepare_data_channel()
         started = time.monotonic()
@@ -170,10 +310,14 @@ class FtpClient:
         try:
             raise NotImplementedError('ex3: passive: connect first; send the command, expect 1xx; active: accept; move bytes; close; expect 226')
         except BaseException as failure:
+            moved = moved or (meter.count if meter is not None else 0)
             trace.event("transfer_end", command=verb, path=arg or ".", direction=direction,
                         conn=getattr(data, "conn", None), control=getattr(self.control, "conn", None),
                         bytes=moved, duration=round(time.monotonic() - started, 6), sha256=None,
                         verdict="aborted")
+            if isinstance(failure, KeyboardInterrupt) and self.control is not None:
+                replies += self.abort(data) if self.unanswered else []
+                raise TransferInterrupted(verb, arg, moved, replies) from None
             if isinstance(failure, Exception) and not isinstance(failure, ConnectionLost):
                 self._collect_final_reply(verb, replies, data, failure)
             raise
@@ -224,18 +368,70 @@ class FtpClient:
         keeps its temporary name until transfer() has seen the 226.
         """
         with helper.PartialFile(local) as partial:
-            result = self.transfer("RETR", remote,
-                                   lambda data: helper.receive_into(data, partial.file, progress),
-                                   "download")
+            result = self._retrieve(remote, partial.file, progress)
             partial.commit()
         return result
+
+    def get_checked(self, remote: str, local: str, progress=None) -> tuple[TransferResult, Verdict]:
+        """Download ``remote`` into ``local`` and check it before it takes that name.
+
+        The check runs while the file still has its temporary name, so the
+        real name only ever holds a copy that matched the server's (or that
+        could not be checked). A copy that does not match is kept beside it
+        as ``local.mismatch`` for a look, and an older ``local`` stays as it
+        was: a seasoned user wants neither a corrupt file under the real
+        name nor a large download silently thrown away.
+        """
+        with helper.PartialFile(local) as partial:
+            result = self._retrieve(remote, partial.file, progress)
+            partial.file.flush()            # the check reads the file back
+            if partial.partial is None:
+                verdict = Verdict("none", None, "", "written to a device, nothing to read back")
+            else:
+                verdict = self.verify_or_abort(partial.written, remote, result)
+            if verdict.ok is False:
+                partial.discard_as(mismatch_name(partial.path))
+            else:
+                partial.commit()
+        return result, verdict
+
+    def verify_or_abort(self, local: str, remote: str, result: TransferResult) -> Verdict:
+        """verify(), but Ctrl-C during the check (a HASH of a large file
+        takes a while) sends ABOR and raises TransferInterrupted like a
+        transfer does, with the bytes the transfer moved."""
+        try:
+            return self.verify(local, remote)
+        except KeyboardInterrupt:
+            replies = self.abort() if self.unanswered and self.control is not None else []
+            raise TransferInterrupted("HASH", remote, result.bytes, replies) from None
+
+    def _retrieve(self, remote: str, file, progress=None, command: str = "RETR") -> TransferResult:
+        meter = _ByteMeter(progress)
+        return self.transfer(command, remote, lambda data: helper.receive_into(data, file, meter),
+                             "download", meter)
+
+    def resume(self, remote: str, local: str, progress=None) -> TransferResult:
+        """Fetch the rest of ``remote`` after the bytes ``local`` has already
+        (REST then RETR, RFC 3659 5), appending to ``local``.
+
+        Only where FEAT lists ``REST STREAM``: elsewhere REST may mean
+        something else, or nothing. A missing local file starts from 0.
+        """
+        if self.feature_params.get("REST", "").upper() != "STREAM":
+            raise ValueError("the server does not offer REST STREAM: cannot resume, use get")
+        offset = os.path.getsize(local) if os.path.exists(local) else 0
+        with open(local, "ab") as file:
+            if offset:
+                self.expect("REST", str(offset), kind=3)
+            return self._retrieve(remote, file, progress)
 
     def put(self, local: str, remote: str, progress=None) -> TransferResult:
         """Upload ``local`` as ``remote``, announcing its size first (ALLO) so
         the server can tell a complete upload from a broken one."""
         self.command("ALLO", str(os.path.getsize(local)))
-        return self.transfer("STOR", remote,
-                             lambda data: helper.send_file(data, local, progress), "upload")
+        meter = _ByteMeter(progress)
+        return self.transfer("STOR", remote, lambda data: helper.send_file(data, local, meter),
+                             "upload", meter)
 
     def listing(self, path: str = "", names_only: bool = False) -> str:
         chunks = []
@@ -248,11 +444,40 @@ class FtpClient:
         self.record_end(result, "ok")
         return chunks[0].decode("utf-8", "replace")
 
+    def names(self, path: str = "", pattern: str = "*") -> list[str]:
+        """The names NLST gives for ``path`` that match the glob ``pattern``
+        (matched here: servers differ in what globs they accept)."""
+        listed = [line.rstrip("\r") for line in self.listing(path, names_only=True).split("\n")]
+        # Some servers answer "NLST dir" with "dir/name": match the last part.
+        return [name for name in listed if name and fnmatch.fnmatchcase(name.rsplit("/", 1)[-1], pattern)]
+
     def size(self, path: str) -> int:
         return int(self.expect("SIZE", path).text.strip())
 
+    def mtime(self, path: str) -> str:
+        """The file's modification time as the server gives it (MDTM,
+        RFC 3659 3): ``YYYYMMDDHHMMSS`` in UTC."""
+        return self.expect("MDTM", path).text.strip()
+
+    def mkdir(self, path: str) -> Reply:
+        return self.expect("MKD", path)
+
+    def rmdir(self, path: str) -> Reply:
+        return self.expect("RMD", path)
+
+    def delete(self, path: str) -> Reply:
+        return self.expect("DELE", path)
+
+    def rename(self, old: str, new: str) -> Reply:
+        """RNFR then RNTO (RFC 959 4.1.3): the server answers 350 to the first."""
+        self.expect("RNFR", old, kind=3)
+        return self.expect("RNTO", new)
+
     def remote_sha256(self, path: str) -> str:
-        algorithm, start, end, digest = parse_hash_reply(self.expect("HASH", path).text)
+        reply = self.expect("HASH", path)
+        # proftpd answers with a multi-line 213 ("213-Computing SHA-256
+        # digest" first): the hash is on the last line.
+        algorithm, start, end, digest = parse_hash_reply(reply.lines[-1][4:])
         if algorithm.upper() != "SHA-256" or start != 0:
             raise ValueError(f"unexpected HASH reply for {path}")
         return digest
@@ -261,3 +486,8 @@ class FtpClient:
         """Compare a local file with the server's copy: by SHA-256 if the server
         offers HASH, else by size only (which catches truncation, not corruption)."""
         raise NotImplementedError('ex4: HASH if in self.features (compare hex digests), else SIZE, else unverified')
+
+
+def mismatch_name(path: str) -> str:
+    """Where a download that failed its check is kept: ``NAME.mismatch``."""
+    return f"{path}.mismatch"

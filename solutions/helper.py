@@ -13,8 +13,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import socket
 import secrets
+import socket
+import stat
 from typing import Callable
 
 import trace
@@ -62,11 +63,40 @@ def listen(host: str, port: int, channel: str, backlog: int = 64):
     return trace.listening(sock, channel)
 
 
-def connect(address: tuple[str, int], channel: str, timeout: float | None = 30):
-    """A connected TCP socket to ``address``."""
-    sock = socket.create_connection(address, timeout=timeout)
+def connect(address: tuple[str, int], channel: str, timeout: float | None = 30,
+            source: tuple[str, int] | None = None):
+    """A connected TCP socket to ``address``, from ``source`` if given."""
+    if source is None:
+        sock = socket.create_connection(address, timeout=timeout)
+    else:
+        sock = _connect_from(source, address, timeout)
     no_delay(sock)
     return trace.connected(sock, channel)
+
+
+def _connect_from(source: tuple[str, int], address: tuple[str, int], timeout: float | None):
+    """Connect from a chosen local port, or from any port if that one is busy.
+
+    SO_REUSEADDR lets several data connections leave from the same port (to
+    different peers) and lets a port in TIME_WAIT be used again; when the
+    port is still taken, or the same four addresses are still in TIME_WAIT
+    from the last transfer, the connection goes out from an ephemeral port
+    instead: a fixed source port is a nicety, never a reason to fail.
+    """
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    for port in (source[1], 0):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.settimeout(timeout)
+            sock.bind((source[0], port))
+            sock.connect(address)
+            return sock
+        except OSError as err:
+            sock.close()
+            if port == 0 or err.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                raise
+    raise AssertionError("unreachable")
 
 
 def accept(listener, timeout: float | None):
@@ -173,27 +203,60 @@ class PartialFile:
     transfer therefore never leaves a truncated file under the real name, and
     an older file of that name stays intact.
 
-    A path that already exists but is not a regular file (``/dev/null``, a
-    FIFO, a terminal) is written straight through: renaming over it would
-    replace a device with a plain file, which as root breaks the machine. A
-    folder is refused.
+    Only a regular file is ever renamed over. A device or FIFO that exists
+    already (``/dev/null``, a terminal, a pipe) is written straight through:
+    renaming over it would replace a device with a plain file, which as root
+    breaks the machine. A symbolic link to a regular file keeps its link:
+    the file it points to is replaced. Anything else (a folder, a socket, a
+    link to nowhere) is refused with an OSError that names the path.
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = os.path.abspath(path)
+        target = self._target(path)
         self.committed = False
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
-        if os.path.exists(self.path) and not os.path.isfile(self.path):
+        if target is None:
             # A device or FIFO: nothing to rename, nothing to delete after.
-            self.partial = None
+            self.path, self.partial = os.path.abspath(path), None
             self.file = open(self.path, "wb", buffering=0)
             return
+        self.path = target
         directory, name = os.path.split(self.path)
         self.partial = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
         # Mode 0o666 lets the umask decide the permissions, as for any new file.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         self.file = os.fdopen(os.open(self.partial, flags, 0o666), "wb")
+
+    @staticmethod
+    def _target(path: str | os.PathLike) -> str | None:
+        """The regular file to (re)place for ``path``, or None to write ``path``
+        directly (a device or FIFO); OSError for anything else."""
+        real = os.path.realpath(path)          # through symbolic links
+        try:
+            mode = os.stat(real).st_mode
+        except FileNotFoundError:
+            if os.path.islink(path):
+                raise OSError(errno.ENOENT, "is a symbolic link to nowhere", str(path)) from None
+            return real                        # a new file
+        if stat.S_ISREG(mode):
+            return real
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+            return None
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        raise OSError(errno.EINVAL, "is neither a file nor a device", str(path))
+
+    @property
+    def written(self) -> str:
+        """The path the bytes are being written to right now."""
+        return self.partial if self.partial is not None else self.path
+
+    def discard_as(self, path: str) -> None:
+        """Keep the bytes, but under ``path`` instead of the real name (a
+        download whose check failed); a device keeps what it was given."""
+        self.file.close()
+        if self.partial is not None:
+            os.replace(self.partial, path)
+        self.committed = True
 
     def commit(self) -> None:
         self.file.close()

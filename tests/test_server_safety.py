@@ -242,8 +242,6 @@ def test_one_address_gets_its_share_and_no_more(start_server, server_root):
 
 # --- the passive data port under attack ---------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="needs ListeningEnd.open to skip a foreign peer that reset (ENOTCONN): "
-                   "the client helper's fix in solutions/datachannel.py; remove this mark when merged")
 def test_a_foreign_connect_and_reset_does_not_abort_the_transfer(start_server, server_root):
     """Someone at another address connects to the passive port and resets
     at once: the server drops that connection and waits for its client."""
