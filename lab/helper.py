@@ -78,13 +78,14 @@ def connect(address: tuple[str, int], channel: str, timeout: float | None = 30,
 
 
 def _connect_from(source: tuple[str, int], address: tuple[str, int], timeout: float | None):
-    """Connect from a chosen local port, or from any port if that one is busy.
+    """Connect from a chosen local port, or from any port if that one is unusable.
 
     SO_REUSEADDR lets several data connections leave from the same port (to
-    different peers) and lets a port in TIME_WAIT be used again; when the
+    different peers) and lets a port in TIME_WAIT be used again. When the
     port is still taken, or the same four addresses are still in TIME_WAIT
-    from the last transfer, the connection goes out from an ephemeral port
-    instead: a fixed source port is a nicety, never a reason to fail.
+    from the last transfer, or the port is privileged (below 1024) and we
+    are not root, the connection goes out from an ephemeral port instead:
+    a fixed source port is a nicety, never a reason to fail.
     """
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     for port in (source[1], 0):
@@ -97,7 +98,7 @@ def _connect_from(source: tuple[str, int], address: tuple[str, int], timeout: fl
             return sock
         except OSError as err:
             sock.close()
-            if port == 0 or err.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            if port == 0 or err.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
                 raise
     raise AssertionError("unreachable")
 

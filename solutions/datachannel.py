@@ -105,8 +105,8 @@ class ConnectingEnd:
                  source: tuple[str, int] | None = None):
         self.address = address
         self.transfer_timeout = transfer_timeout
-        # Where to connect from. A server in active mode connects from its
-        # port L-1 (RFC 959 3.2), which is how Wireshark recognises the
+        # Where to connect from. A server in active mode connects from port
+        # 20, the ftp-data port, which is how Wireshark recognises the
         # connection as FTP data; None lets the operating system choose.
         self.source = source
 

@@ -399,16 +399,20 @@ class Session(TreeCommands):
             ConnectingEnd((host, port), self.config.transfer_timeout, source=self.default_data_port()))
         self.reply(Code.OK, f"{verb} command successful. Consider using PASV.")
 
-    def default_data_port(self) -> tuple[str, int] | None:
-        """RFC 959's default server data port: one below the control port (L-1).
+    def default_data_port(self) -> tuple[str, int]:
+        """Where active-mode data connections come from: port 20, ftp-data.
 
-        Active-mode data connections come from there, as from vsftpd on port
-        20, so Wireshark can tell which control connection a data connection
-        belongs to. ConnectingEnd falls back to any port when L-1 is taken
-        (two transfers at once, or another program).
+        RFC 959 (3.2) says L-1, one below the control port, which is 20 for
+        the standard port 21. Wireshark assumes 20 whatever the control port
+        (packet-ftp.c): it links a PORT data connection to its control
+        connection only when the server connects from 20. So, like vsftpd's
+        connect_from_port_20, always 20. Binding it needs root; when it
+        cannot be had (not root, or busy) ConnectingEnd falls back to any
+        port (see helper.connect), and SO_REUSEADDR lets several sessions
+        connect from 20 to different clients at once.
         """
-        host, port = self.control.getsockname()[:2]
-        return (host, port - 1) if port > 1 else None
+        host = self.control.getsockname()[0]
+        return (host, 20)
 
     def close_data_end(self) -> None:
         if self.data_end is not None:

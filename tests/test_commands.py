@@ -311,7 +311,7 @@ def test_nothing_outside_the_root_is_touched(ftp, server_root):
     assert sorted(p.name for p in outside.iterdir()) == ["f"]
 
 
-# --- active mode: data connections come from port L-1 ------------------------------------------------
+# --- active mode: data connections come from port 20 (ftp-data) ------------------------------------
 
 def retr_actively(ftp: ftplib.FTP, announce) -> int:
     """RETR f.txt ("hello") in active mode, announced by ``announce(port)``
@@ -333,29 +333,32 @@ def active_source_port(ftp: ftplib.FTP, server_root: Path) -> int:
     return retr_actively(ftp, lambda port: f"PORT 127,0,0,1,{port >> 8},{port & 0xFF}")
 
 
-def test_active_data_connections_come_from_the_port_below_the_control_port(ftp, server_root):
-    """RFC 959's default data port L-1: how Wireshark links a PORT data
-    connection to its control connection."""
+def test_active_data_connections_come_from_port_20(ftp, server_root):
+    """Port 20, ftp-data, as vsftpd does: how Wireshark links a PORT data
+    connection to its control connection. Only root may bind it; anyone
+    else connects from an ephemeral port."""
     (server_root / "f.txt").write_text("hello")
-    control_port = ftp.sock.getpeername()[1]
-    assert active_source_port(ftp, server_root) == control_port - 1
-    assert active_source_port(ftp, server_root) == control_port - 1     # again, from TIME_WAIT
+    expected = (lambda port: port == 20) if os.geteuid() == 0 else (lambda port: port >= 1024)
+    assert expected(active_source_port(ftp, server_root))
+    assert expected(active_source_port(ftp, server_root))        # again, while the first is in TIME_WAIT
 
 
-def test_active_mode_falls_back_when_the_port_below_is_taken(start_server, server_root):
+def test_active_mode_falls_back_when_port_20_is_taken(start_server, server_root):
     (server_root / "f.txt").write_text("hello")
     server = start_server()
     blocker = socket.socket()
     try:
         try:
-            blocker.bind(("127.0.0.1", server.address[1] - 1))
+            # SO_REUSEADDR: earlier tests' connections from port 20 may be in TIME_WAIT.
+            blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            blocker.bind(("127.0.0.1", 20))
             blocker.listen(1)
         except OSError:
-            pytest.skip("the port below the server's is in use by another program: cannot take it ourselves")
+            pytest.skip("port 20 is not ours to take (not root, or another program holds it)")
         with ftplib.FTP() as ftp:
             ftp.connect(*server.address, timeout=10)
             ftp.login()
-            assert active_source_port(ftp, server_root) != server.address[1] - 1
+            assert active_source_port(ftp, server_root) != 20
     finally:
         blocker.close()
 

@@ -7,12 +7,13 @@ connection is shown as ftp-data with its setup frame and the command that
 used it (RETR, STOR, LIST). Its control port must be 21, or named with
 decode-as (``-d tcp.port==2121,ftp``).
 
-Why active mode was not linked: for PORT, Wireshark (packet-ftp.c, 4.0 to
-today) sets up the conversation from the server's TCP port **20**, the
-well-known ftp-data port, not from RFC 959's L-1, and matches the client's
-side on any port. A data connection from any other server port is bare TCP.
-EPRT and the passive replies are matched on the server's side by any port,
-so they link from wherever the server connects.
+Active mode: for PORT, Wireshark (packet-ftp.c, 4.0 to today) sets up the
+conversation from the server's TCP port **20**, the well-known ftp-data
+port, not from RFC 959's L-1, and matches the client's side on any port. A
+data connection from any other server port is bare TCP, so the server
+connects from port 20 (Session.default_data_port; these tests run as root,
+who may bind it). EPRT and the passive replies are matched on the server's
+side by any port, so they link from wherever the server connects.
 
 These tests capture real sessions (tcpdump on loopback, as root) against our
 server, then ask tshark which data connections it linked. The ground truth
@@ -31,7 +32,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -145,14 +145,10 @@ COMMANDS_BETWEEN = {"TYPE I", "TYPE A"}
 
 
 @pytest.mark.parametrize("session_kind", list(SESSIONS))
-def test_tshark_links_every_data_connection_to_its_command(session_kind, server_root, tmp_path, request):
+def test_tshark_links_every_data_connection_to_its_command(session_kind, server_root, tmp_path):
     client, passive, method = SESSIONS[session_kind]
     if client == "curl" and CURL is None:
         pytest.skip("curl is not installed (.ci/run installs it)")
-    if session_kind == "ftplib-PORT":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "Wireshark links a PORT data connection only when the server connects from port 20; "
-            "the server connects from L-1 (see the module docstring and the interop report)")))
     trace_log = tmp_path / "server.log"
     capture_path = tmp_path / "session.pcap"
     with start_ftpkit(server_root, tmp_path / "server-output", trace_log=trace_log) as server:
@@ -178,20 +174,3 @@ def test_tshark_links_every_data_connection_to_its_command(session_kind, server_
             assert linked_command == command or linked_command in COMMANDS_BETWEEN, (command, link)
     assert not unlinked, "tshark did not link:\n" + "\n".join(unlinked)
 
-
-def test_tshark_links_port_data_connections_that_come_from_port_20(ftp_server, monkeypatch, tmp_path):
-    """Why PORT is not linked, shown: the same session, with the server's data connections
-    from port 20 (what vsftpd does as root), is linked in full. This is the fix proposed
-    for the server (connect from port 20 when it may); the xfail above goes when it lands."""
-    from solutions.session import Session
-    monkeypatch.setattr(Session, "default_data_port", lambda self: (self.control.getsockname()[0], 20))
-    host, port = ftp_server.address
-    server = SimpleNamespace(host=host, port=port)
-    capture = LoopbackCapture(tmp_path / "port20.pcap")
-    try:
-        commands = ftplib_session(server, passive=False)
-    finally:
-        capture.stop()
-    links = tshark_links(tmp_path / "port20.pcap", port)
-    from_port_20 = sorted((command, method) for ports, (frame, method, command) in links.items() if 20 in ports)
-    assert from_port_20 == sorted((command, "PORT") for command in commands)
