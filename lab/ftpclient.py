@@ -311,10 +311,8 @@ class FtpClient:
             raise NotImplementedError('ex3: passive: connect first; send the command, expect 1xx; active: accept; move bytes; close; expect 226')
         except BaseException as failure:
             moved = moved or (meter.count if meter is not None else 0)
-            trace.event("transfer_end", command=verb, path=arg or ".", direction=direction,
-                        conn=getattr(data, "conn", None), control=getattr(self.control, "conn", None),
-                        bytes=moved, duration=round(time.monotonic() - started, 6), sha256=None,
-                        verdict="aborted")
+            trace.transfer_end(verb, arg or ".", direction, moved=moved, verdict="aborted",
+                               started=started, data=data, control=self.control)
             if isinstance(failure, KeyboardInterrupt) and self.control is not None:
                 replies += self.abort(data) if self.unanswered else []
                 raise TransferInterrupted(verb, arg, moved, replies) from None
@@ -331,10 +329,9 @@ class FtpClient:
     def record_end(self, result: TransferResult, verdict: str, sha256: str | None = None) -> None:
         """Put a finished transfer in the trace, with the verdict of its check
         (a listing is not checked: "ok")."""
-        trace.event("transfer_end", command=result.command, path=result.path or ".",
-                    direction=result.direction, conn=result.data_conn,
-                    control=getattr(self.control, "conn", None), bytes=result.bytes,
-                    duration=round(result.seconds, 6), sha256=sha256, verdict=verdict)
+        trace.transfer_end(result.command, result.path or ".", result.direction, moved=result.bytes,
+                           verdict=verdict, duration=result.seconds, data=result.data_conn,
+                           control=self.control, sha256=sha256)
 
     def _collect_final_reply(self, verb: str, replies: list[Reply], data, failure: Exception) -> None:
         """After this side's end of a transfer failed (a reset, a full disk),

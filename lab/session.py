@@ -500,10 +500,8 @@ class Session(TreeCommands):
         self._traced_end(verb, path, direction, data, moved, started, "ok")
 
     def _traced_end(self, verb, path, direction, data, moved, started, verdict) -> None:
-        trace.event("transfer_end", command=verb, path=path, direction=direction,
-                    conn=getattr(data, "conn", None), control=getattr(self.control, "conn", None),
-                    bytes=moved, duration=round(time.monotonic() - started, 6), sha256=None,
-                    verdict=verdict)
+        trace.transfer_end(verb, path, direction, moved=moved, verdict=verdict, started=started,
+                           data=data, control=self.control)
         if verdict == "aborted":
             # Whoever runs the server hears of it too: the client may be gone,
             # and with it the only one who saw the 425/426/452.
