@@ -10,6 +10,10 @@ reported with its own words, issue 13), and stops and reaps it on exit.
     with start_ftpkit(root, workdir) as server:
         ftplib.FTP().connect(*server.address)
 
+Every server logs anonymous users in; ``server.upload_root`` is the folder
+under ``root`` where they may write (``root/upload`` for vsftpd, which
+refuses a writable anonymous root; ``root`` itself for the others).
+
 A missing daemon raises :class:`ServerUnavailable` (the fixtures turn it
 into a skip with its one-line reason); a server that does not come up raises
 :class:`ServerFailedToStart` with its output.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pwd
 import re
 import shutil
 import socket
@@ -34,6 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # dpkg -x vsftpd_*.deb /opt/vsftpd`. Either place works.
 VSFTPD_PLACES = ("vsftpd", "/usr/sbin/vsftpd", "/opt/vsftpd/usr/sbin/vsftpd")
 PROFTPD_PLACES = ("proftpd", "/usr/sbin/proftpd")
+PROFTPD_MODULES = Path("/usr/lib/proftpd")     # Debian's shared modules (mod_digest for HASH, ...)
 
 
 class ServerUnavailable(RuntimeError):
@@ -48,9 +54,12 @@ class RunningServer:
     """A server process with its output in files; a context manager that stops it."""
 
     def __init__(self, name: str, command: list[str], workdir: Path, *, cwd: Path = REPO_ROOT,
-                 env: dict | None = None, port: int | None = None, timeout: float = 15.0):
+                 env: dict | None = None, port: int | None = None, timeout: float = 15.0,
+                 root: Path | None = None, upload_dir: str = ""):
         self.name = name
         self.command = command
+        self.root = root                    # the folder served
+        self.upload_dir = upload_dir        # where anonymous users may write, relative to root ("" = root)
         workdir.mkdir(parents=True, exist_ok=True)
         stem = f"{name}-{time.monotonic_ns()}"
         self.out_path = workdir / f"{stem}.out"
@@ -97,6 +106,11 @@ class RunningServer:
     @property
     def address(self) -> tuple[str, int]:
         return self.host, self.port
+
+    @property
+    def upload_root(self) -> Path:
+        """The local folder behind ``upload_dir``: what a client's uploads land in."""
+        return self.root / self.upload_dir
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -158,7 +172,7 @@ def start_ftpkit(root: Path, workdir: Path, *extra: str, trace_log: Path | None 
         command += ["--trace", str(trace_log)]
     if env is None:
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    return RunningServer(f"{package}.server", command + ["0"], workdir, cwd=cwd, env=env)
+    return RunningServer(f"{package}.server", command + ["0"], workdir, cwd=cwd, env=env, root=root)
 
 
 # --- pyftpdlib ---------------------------------------------------------------------
@@ -190,10 +204,26 @@ def start_pyftpdlib(root: Path, workdir: Path, kind: str = "threaded") -> Runnin
     if importlib.util.find_spec("pyftpdlib") is None:
         raise ServerUnavailable("pyftpdlib is not installed (pip install -r requirements.txt)")
     return RunningServer("pyftpdlib", [sys.executable, "-W", "ignore", "-c", PYFTPDLIB_SERVER, str(root), kind],
-                         workdir)
+                         workdir, root=root)
 
 
 # --- vsftpd --------------------------------------------------------------------------
+
+def anonymous_account() -> str:
+    """The account vsftpd runs anonymous sessions as: Debian's ``ftp``.
+
+    vsftpd enters its home before the chroot, so ``nobody`` (home
+    /nonexistent) will not do. CI only unpacks vsftpd; the account comes
+    from proftpd-core's package (``adduser --system ftp --home /srv/ftp``).
+    """
+    try:
+        home = pwd.getpwnam("ftp").pw_dir
+    except KeyError:
+        raise ServerUnavailable("vsftpd needs the user ftp (.ci/run installs proftpd-core, which adds it)") from None
+    if not os.path.isdir(home):
+        raise ServerUnavailable(f"vsftpd needs the home of the user ftp, {home}, which is missing")
+    return "ftp"
+
 
 def start_vsftpd(root: Path, workdir: Path, writable: bool = True) -> RunningServer:
     """vsftpd in the foreground, anonymous (uploads, folders, deletes when ``writable``).
@@ -219,13 +249,15 @@ def start_vsftpd(root: Path, workdir: Path, writable: bool = True) -> RunningSer
         "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1", f"listen_port={port}",
         "background=NO", "seccomp_sandbox=NO", "isolate=NO", "isolate_network=NO",
         "anonymous_enable=YES", "local_enable=NO", "no_anon_password=YES", f"anon_root={root}",
+        f"ftp_username={anonymous_account()}",
         f"write_enable={write}", f"anon_upload_enable={write}",
         f"anon_mkdir_write_enable={write}", f"anon_other_write_enable={write}",
         "anon_umask=022", "anon_world_readable_only=NO",
         f"secure_chroot_dir={empty}", "xferlog_enable=NO", "dirmessage_enable=NO",
         "pasv_enable=YES", "port_enable=YES", "connect_from_port_20=NO",
         f"vsftpd_log_file={workdir / 'vsftpd.log'}", ""]))
-    return RunningServer("vsftpd", [program, str(config)], workdir, port=port)
+    return RunningServer("vsftpd", [program, str(config)], workdir, port=port, root=root,
+                         upload_dir="upload" if writable else "")
 
 
 # --- proftpd ---------------------------------------------------------------------------
@@ -238,9 +270,13 @@ def start_proftpd(root: Path, workdir: Path, modules: tuple[str, ...] = ()) -> R
     anonymous login runs as root, confined by the chroot to ``root``.
 
     ``modules`` are extra shared modules to load, e.g. ``("mod_digest.c",)``
-    for HASH (Debian ships them in /usr/lib/proftpd).
+    for HASH (Debian ships them in /usr/lib/proftpd); a missing one is
+    :class:`ServerUnavailable`.
     """
     program = find_program(PROFTPD_PLACES, "proftpd")
+    for module in modules:
+        if not (PROFTPD_MODULES / f"{module.removesuffix('.c')}.so").exists():
+            raise ServerUnavailable(f"proftpd's {module} is not in {PROFTPD_MODULES} (.ci/run installs proftpd-core)")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     loads = "".join(f"  LoadModule {module}\n" for module in modules)
@@ -264,7 +300,7 @@ UseFtpUsers off
 TransferLog none
 SystemLog {workdir / 'proftpd.log'}
 <IfModule mod_dso.c>
-  ModulePath /usr/lib/proftpd
+  ModulePath {PROFTPD_MODULES}
 {loads}</IfModule>
 <Anonymous {root}>
   User root
@@ -279,7 +315,7 @@ SystemLog {workdir / 'proftpd.log'}
   </Limit>
 </Anonymous>
 """)
-    return RunningServer("proftpd", [program, "-n", "-q", "-c", str(config)], workdir, port=port)
+    return RunningServer("proftpd", [program, "-n", "-q", "-c", str(config)], workdir, port=port, root=root)
 
 
 LAUNCHERS = {"ftpkit": start_ftpkit, "pyftpdlib": start_pyftpdlib,
