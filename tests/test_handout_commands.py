@@ -60,7 +60,8 @@ def show(result: dict) -> str:
 
 
 def grading_summary(output: str) -> str:
-    lines = [line for line in output.splitlines() if re.match(r"^=+ .*(passed|failed|error).* in [\d.]+s", line)]
+    lines = [line for line in output.splitlines()
+             if re.search(r"\d+ (passed|failed|errors?|deselected)\b.* in [\d.]+s", line)]
     return lines[-1] if lines else ""
 
 
