@@ -2,6 +2,7 @@
 
     python -m solutions.release DIR            # DIR must not exist, or be empty
     python -m solutions.release DIR --force    # replace DIR
+    python -m solutions.release --gradescope autograder.zip   # Gradescope's autograder (see gradescope.py)
 
 The release is the kit without what students must not see: ``solutions/``
 (the reference code, and this module), the hidden graded tests
@@ -99,9 +100,24 @@ def release(destination: Path, force: bool = False, root: Path = REPO_ROOT) -> t
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solutions.release", description=__doc__.split("\n\n")[0])
-    parser.add_argument("destination", type=Path)
+    parser.add_argument("destination", type=Path, nargs="?", help="the folder to write the release into")
     parser.add_argument("--force", action="store_true", help="replace the destination if it is not empty")
+    parser.add_argument("--gradescope", type=Path, metavar="ZIP",
+                        help="also (or only) build Gradescope's autograder zip, e.g. autograder.zip")
     args = parser.parse_args(argv)
+    if args.destination is None and args.gradescope is None:
+        parser.error("give a destination folder, or --gradescope ZIP, or both")
+    if args.gradescope is not None:
+        from . import gradescope
+        try:
+            generate.write()               # the bundle's grader matches the current lab
+            names = gradescope.build(args.gradescope)
+        except (ValueError, OSError, generate.MarkerError) as err:
+            print(f"release: {err}", file=sys.stderr)
+            return 2
+        print(f"{args.gradescope}: Gradescope autograder, {len(names)} files")
+        if args.destination is None:
+            return 0
     try:
         released, left_out = release(args.destination, args.force)
     except (ValueError, generate.MarkerError) as err:
