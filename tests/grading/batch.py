@@ -107,13 +107,15 @@ def grader_env() -> dict:
 
 
 def run_grader(package: Path, results: Path, basetemp: Path, timeout: float,
-               marker: str | None = None) -> tuple[str, dict | None]:
+               marker: str | None = None, isolation: str | None = None) -> tuple[str, dict | None]:
     """The autograder's CLI on ``package``; (status, results.json or None)."""
     command = [sys.executable, "-m", "pytest", "tests/grading", "--impl", str(package),
                "--gradescope", str(results), "-q", "-p", "no:cacheprovider",
                "--basetemp", str(basetemp)]
     if marker:
         command += ["-m", marker]
+    if isolation:                         # the grader's own option (auto: isolated as root)
+        command += ["--isolation", isolation]
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=grader_env(), stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -156,7 +158,7 @@ def import_problem(document: dict) -> str | None:
 
 
 def grade_submission(student: str, submission: Path, workdir: Path, timeout: float = DEFAULT_TIMEOUT,
-                     marker: str | None = None) -> Grade:
+                     marker: str | None = None, isolation: str | None = None) -> Grade:
     grade = Grade(student)
     started = time.monotonic()
     try:
@@ -166,7 +168,8 @@ def grade_submission(student: str, submission: Path, workdir: Path, timeout: flo
             grade.status = problem
             return grade
         staged = stage(package, workdir)
-        status, document = run_grader(staged, workdir / "results.json", workdir / "tmp", timeout, marker)
+        status, document = run_grader(staged, workdir / "results.json", workdir / "tmp", timeout, marker,
+                                      isolation)
         grade.status, grade.results = status, document
         if document is not None:
             for test in document.get("tests", []):
@@ -266,7 +269,7 @@ def submissions_in(folder: Path) -> dict[str, Path]:
 
 
 def grade_class(folder: Path, out: Path, reports: Path | None, jobs: int, timeout: float,
-                marker: str | None = None, progress: bool = True) -> list[Grade]:
+                marker: str | None = None, progress: bool = True, isolation: str | None = None) -> list[Grade]:
     students = submissions_in(folder)
     grades: list[Grade] = []
     if reports:
@@ -275,7 +278,7 @@ def grade_class(folder: Path, out: Path, reports: Path | None, jobs: int, timeou
         def one(student: str, submission: Path) -> Grade:
             workdir = Path(scratch, re.sub(r"[^\w.-]", "_", student))
             workdir.mkdir()
-            grade = grade_submission(student, submission, workdir, timeout, marker)
+            grade = grade_submission(student, submission, workdir, timeout, marker, isolation)
             if reports:
                 write_report(grade, reports, workdir / "tmp")
             shutil.rmtree(workdir, ignore_errors=True)
@@ -323,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", type=Path, metavar="SUBMISSION", help="grade one submission (with --results)")
     parser.add_argument("--results", type=Path, help="with --one: the results.json to write")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--isolation", choices=("auto", "off"),
+                        help="passed to the grader: off grades without the sandbox (for timing it only)")
     args = parser.parse_args(argv)
     if args.one:
         if not args.results:
@@ -335,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     grades = grade_class(args.submissions, args.out, args.reports, args.jobs, args.timeout, args.marker,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, isolation=args.isolation)
     elapsed = time.monotonic() - started
     problems = [g for g in grades if g.status != "graded"]
     print(f"graded {len(grades)} submissions in {elapsed:.1f} s ({len(grades) / elapsed * 60:.1f} a minute) "
