@@ -132,3 +132,25 @@ def test_handout_points_are_visible_plus_hidden_points_of_the_graded_tests():
         heading = re.search(rf"^## Exercise {exercise[2:]}\b.*\((\d+) points\)$", text, re.M)
         assert heading and float(heading.group(1)) == total, exercise
     assert re.search(r"hidden\W* tests", text, re.I), "the handout says hidden tests exist"
+
+
+def test_a_session_unlike_the_reference_falls_back_to_the_recording(tmp_path):
+    from trace.reference import differs, live_or_recorded, recorded
+    passive, _ = recorded("passive")
+    assert differs("passive", passive) is None
+    assert differs("passive", recorded("active")[0]) is not None      # PORT is not PASV
+    broken = tmp_path / "broken.log"
+    lines = passive.read_text().splitlines(keepends=True)
+    broken.write_text("".join(lines[: len(lines) // 3]))                 # a session that stopped early
+    assert "stopped after" in differs("passive", broken)
+    said = []
+    shown = live_or_recorded("passive", lambda: None, broken, say=said.append)
+    assert shown == (passive, REPO_ROOT / "trace/samples/reference/passive.pcap")
+    assert len(said) == 1 and said[0].startswith("Showing the recorded reference session")
+    shown = live_or_recorded("passive", lambda: None, passive, say=said.append)
+    assert shown[0] == passive and said[-1].startswith("Showing your lab/'s own session")
+
+    def hangs():
+        raise subprocess.TimeoutExpired("lab.client", 120)
+    assert live_or_recorded("passive", hangs, tmp_path / "none.log", say=said.append)[0] == passive
+    assert "did not run" in said[-1]
