@@ -94,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
             one, one_grades = grade(single, 1, isolation)
             full = one_grades[0]
             problems = [g for g in grades if g.status != "graded"]
-            rows.append((label, seconds, count / seconds * 60, one, full.total, problems))
+            rows.append((label, seconds, count / seconds * 60, one, full.total, problems, grades))
     print(f"\n{'':<15} {'class of ' + str(count):>14} {'per minute':>11} {'one full-marks':>15}")
-    for label, seconds, per_minute, one, total, problems in rows:
+    for label, seconds, per_minute, one, total, problems, _ in rows:
         print(f"{label:<15} {seconds:>12.1f} s {per_minute:>11.1f} {one:>13.1f} s"
               + (f"   ({len(problems)} not graded: {', '.join(g.student for g in problems)})" if problems else ""))
+    slowest = sorted(rows[0][6], key=lambda g: -g.seconds)[:5]
+    print("slowest with isolation on: " + ", ".join(f"{g.student} {g.seconds:.0f} s" for g in slowest))
     if len(rows) == 2:
         print(f"isolation costs {rows[0][1] / rows[1][1]:.2f}x the time without it (goal: at most 1.2x)")
     else:
