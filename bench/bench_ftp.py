@@ -95,7 +95,7 @@ class ServerProcess:
     @classmethod
     def ftpkit(cls, root: Path, log: Path, *options: str) -> "ServerProcess":
         return cls([sys.executable, "-m", "solutions.server", "--root", str(root),
-                    "--max-clients", "1000", *options, "0"], log)
+                    "--max-clients", "1000", "--max-per-ip", "1000", *options, "0"], log)
 
     @classmethod
     def pyftpdlib(cls, root: Path, log: Path, kind: str = "async") -> "ServerProcess":

@@ -19,7 +19,11 @@ interface, so the code around them never cares which mode is in use.
 
 from __future__ import annotations
 
+import errno
+import socket
 import time
+
+import trace
 
 from . import helper
 
@@ -69,12 +73,35 @@ class ListeningEnd:
 class ConnectingEnd:
     """This side connects to the address the other side announced."""
 
-    def __init__(self, address: tuple[str, int], transfer_timeout: float = TRANSFER_TIMEOUT):
+    def __init__(self, address: tuple[str, int], transfer_timeout: float = TRANSFER_TIMEOUT,
+                 source: tuple[str, int] | None = None):
         self.address = address
         self.transfer_timeout = transfer_timeout
+        self.source = source      # connect from here if free (the server: RFC 959's port L-1)
 
     def open(self):
+        if self.source is not None:
+            try:
+                return self._connect_from(self.source)
+            except OSError as err:
+                if err.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                    raise           # otherwise: the port is taken, connect from any port
         raise NotImplementedError('ex2: connect to the announced address')
+
+    def _connect_from(self, source: tuple[str, int]):
+        sock = socket.socket(socket.AF_INET6 if ":" in source[0] else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # Several data connections may come from this port in a row, and
+            # the last one may still be in TIME_WAIT.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(source)
+            sock.settimeout(self.transfer_timeout)
+            sock.connect(self.address)
+        except OSError:
+            sock.close()
+            raise
+        helper.no_delay(sock)
+        return trace.connected(sock, "data")
 
     def close(self) -> None:
         """Nothing to release: a connecting end holds no socket until open()."""

@@ -8,6 +8,8 @@ then imports this module.
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
 import subprocess
 import sys
@@ -27,8 +29,39 @@ from trace.capture import why_not  # noqa: E402
 from trace.record import IMPLEMENTATION, SAMPLE_LOG, SAMPLE_PCAP, record, run_session  # noqa: E402
 from trace.reference import live_or_recorded, scenario_for  # noqa: E402
 
-# Every notebook writes its logs and captures here, never into the repository.
-WORKDIR = Path(tempfile.mkdtemp(prefix="ftpkit-notebook-"))
+WORKDIR_PREFIX = "ftpkit-notebook-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # someone else's process: alive
+        return True
+    return True
+
+
+def _remove_leftovers(directory=None) -> None:
+    """Remove the work folders of notebook kernels that are gone (killed
+    before they could clean up): their names carry the kernel's pid."""
+    for folder in Path(directory or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        pid = folder.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _make_workdir() -> Path:
+    """A folder for this kernel's logs and captures, removed when it exits."""
+    _remove_leftovers()
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    return workdir
+
+
+# Every notebook writes its logs and captures here, never into the
+# repository; a session's files are megabytes, so they go when the kernel does.
+WORKDIR = _make_workdir()
 
 # Files the sessions move: a text file on the client, a binary file on the server.
 NOTES = ("Two channels: commands and replies on one connection,\n"
@@ -102,6 +135,74 @@ def tcpdump_capture(log_name: str, script: list[str], **options):
         dump.terminate()
         dump.wait(timeout=10)
     return log, pcap
+
+
+def network_session(name: str, size: int = 512 << 10, **options):
+    """A get across the namespaces of ``trace.netns`` in scenario ``name``
+    (``clean``, ``lossy``, ``slow``, ``nat``; ``options``: ``loss``,
+    ``loss_direction``, ``rate``), traced and captured on the cable; or,
+    where this kernel may not build namespaces, the kit's recorded sample of
+    that scenario (said plainly). Returns ``(log, pcap)``."""
+    from trace import netns, netsession
+    scenario = netns.scenario(name, **options)
+    log, pcap, _live = netsession.record_or_sample(WORKDIR, scenario, size, say=print)
+    return log, pcap
+
+
+def network_table(runs: dict) -> Table:
+    """One row per scenario: ``runs`` maps a name to its ``(log, pcap)``."""
+    from trace import netsession
+    table = Table(title="The same get over three links")
+    for column in ("link", "bytes", "seconds", "Mbit/s", "client's verdict",
+                   "segments", "sent again", "trace bytes in capture"):
+        table.add_column(column)
+    for name, (log, pcap) in runs.items():
+        m = netsession.measure(log, pcap)
+        get = m.transfers[0]
+        table.add_row(name, str(get.bytes), f"{get.seconds:.3f}",
+                      f"{8 * get.bytes / get.seconds / 1e6:.1f}" if get.seconds else "-",
+                      get.verdict, str(m.segments), str(m.retransmitted), f"{100 * m.trace_coverage:.1f}%")
+    return table
+
+
+def nat_picture(pcap, ax=None):
+    """Who opened connections to whom, behind NAT, from the capture on the
+    router-server cable: one arrow per SYN, down the page in time order.
+    A SYN towards the client's private address ends at the router, crossed out."""
+    import matplotlib.pyplot as plt
+    from trace import netns
+    from trace.correlate import read_segments
+
+    lanes = {"client": 0, "router": 1, "server": 2}
+    names = {0: f"client\n{netns.CLIENT_ADDRESS}\n(home network)",
+             1: f"router\n{netns.ROUTER_INSIDE} | {netns.ROUTER_OUTSIDE}\n(masquerades)",
+             2: f"server\n{netns.SERVER_ADDRESS}"}
+    syns = [s for s in read_segments(pcap) if s.flags & 0x02 and not s.flags & 0x10]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 2 + 0.6 * len(syns)))
+    for x, label in names.items():
+        ax.axvline(x, color="grey", linewidth=1)
+        ax.text(x, -1.4, label, ha="center", va="top", fontsize=9,
+                bbox=dict(facecolor="white", edgecolor="none"))
+    for row, syn in enumerate(syns, start=1):
+        if syn.dst == netns.SERVER_ADDRESS:
+            # From inside, through the router: the server sees the router's address.
+            ax.annotate("", xy=(lanes["server"], row), xytext=(lanes["client"], row),
+                        arrowprops=dict(arrowstyle="->", color="tab:blue"))
+            ax.text(1.5, row - 0.15, f"SYN from {syn.source} (the client, translated) to :{syn.dport}",
+                    ha="center", fontsize=8, bbox=dict(facecolor="white", edgecolor="none", pad=1))
+        else:
+            ax.annotate("", xy=(lanes["router"], row), xytext=(lanes["server"], row),
+                        arrowprops=dict(arrowstyle="->", color="tab:red"))
+            ax.plot(lanes["router"], row, marker="x", markersize=14, color="tab:red")
+            ax.text(1.5, row - 0.15, f"SYN from the server to {syn.destination}: no way in",
+                    ha="center", fontsize=8, color="tab:red",
+                    bbox=dict(facecolor="white", edgecolor="none", pad=1))
+    ax.set_ylim(len(syns) + 0.5, -1.5)
+    ax.set_xlim(-0.5, 2.5)
+    ax.axis("off")
+    ax.set_title("Connections opened, as the capture on the router-server cable shows them")
+    return ax.figure
 
 
 # --- tables ----------------------------------------------------------------

@@ -12,8 +12,9 @@ The pattern is the one h11 uses for HTTP::
     event = parser.next_event()            # a Command, or NEED_DATA, or ...
 
 References: RFC 959 (FTP) sections 4.1 (commands), 4.2 (replies) and 5.3
-(syntax); RFC 2428 (EPSV, EPRT); RFC 3659 (SIZE); draft-bryan-ftpext-hash
-(HASH).
+(syntax); RFC 854 (Telnet, whose IAC sequences may precede ABOR); RFC 2428
+(EPSV, EPRT); RFC 3659 (SIZE); draft-bryan-ftpext-hash (HASH). Which
+command may follow which is the business of conversation.py.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ class Code(IntEnum):
     OPENING_DATA = 150
     OK = 200
     FEATURES = 211
+    SYSTEM_STATUS = 211      # the same code: STAT without an argument
     FILE_STATUS = 213
     HELP = 214
     SYSTEM_TYPE = 215
     READY = 220
     GOODBYE = 221
+    NO_TRANSFER = 225        # data connection open, no transfer in progress (ABOR)
     TRANSFER_COMPLETE = 226
     PASSIVE = 227
     EXTENDED_PASSIVE = 229
@@ -55,6 +58,7 @@ class Code(IntEnum):
     FILE_ACTION_OK = 250
     PATH_CREATED = 257
     NEED_PASSWORD = 331
+    PENDING = 350            # send the rest: RNTO after RNFR, RETR/STOR after REST
     SERVICE_UNAVAILABLE = 421
     CANNOT_OPEN_DATA = 425
     TRANSFER_ABORTED = 426
@@ -69,6 +73,7 @@ class Code(IntEnum):
     NOT_LOGGED_IN = 530
     FILE_UNAVAILABLE = 550
     NAME_NOT_ALLOWED = 553
+    INVALID_RESTART = 554    # RFC 1123: REST beyond the end of the file
 
 
 # --- events ------------------------------------------------------------------
@@ -224,6 +229,23 @@ def parse_command(line: str) -> Command | MalformedLine:
     ### END SOLUTION
 
 
+# Telnet (RFC 854), which the control connection nominally speaks: IAC
+# (0xFF) starts a command. Clients send two before ABOR, as RFC 959 section
+# 4.1.3 asks: IP (interrupt process, 0xF4) and DM (data mark, 0xF2, sent as
+# TCP urgent data). IAC IAC stands for a literal 0xFF. Only these two-byte
+# commands are removed; the three-byte option negotiations (IAC WILL/WONT/
+# DO/DONT x) are left alone, so their bytes still make a line "not UTF-8".
+IAC = 0xFF
+_TELNET_TWO_BYTE = re.compile(rb"\xff([\xf0-\xfa\xff])")
+
+
+def strip_telnet(line: bytes) -> bytes:
+    """``b"\\xff\\xf4\\xff\\xf2ABOR"`` -> ``b"ABOR"``; IAC IAC becomes one 0xFF."""
+    if IAC not in line:
+        return line
+    return _TELNET_TWO_BYTE.sub(lambda m: b"\xff" if m.group(1) == b"\xff" else b"", line)
+
+
 class CommandParser:
     """Server side: bytes from the client in, :class:`Command` events out."""
 
@@ -244,6 +266,7 @@ class CommandParser:
             return ConnectionClosed(self._framer.unfinished()) if self._framer.closed else NEED_DATA
         if isinstance(line, LineTooLong):
             return line
+        line = strip_telnet(line)
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from servers import (RunningServer, ServerUnavailable, start_ftpkit, start_proftpd,  # noqa: E402
+                     start_pyftpdlib, start_vsftpd)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The kit's `trace` package must win over the standard library's `trace`.
@@ -17,6 +20,10 @@ import trace  # noqa: E402
 
 assert Path(trace.__file__).resolve().parent == REPO_ROOT / "trace", (
     f"imported the wrong trace module: {trace.__file__}; run pytest from the repository root")
+
+# The run fails if the tests leave anything behind: /dev changed, a process,
+# a network namespace or a temporary folder (issue 10). See tests/leakcheck.py.
+from leakcheck import pytest_sessionfinish, pytest_sessionstart, pytest_terminal_summary  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -47,49 +54,43 @@ def ftp_server(server_root: Path):
         server.shutdown()
 
 
-class ServerProcess:
-    """The reference server as a separate process, as students run it."""
-
-    def __init__(self, root: Path, *extra: str, trace_log: Path | None = None,
-                 script: bool = False):
-        command = [sys.executable, "solutions/server.py"] if script else [sys.executable, "-m", "solutions.server"]
-        command += ["--root", str(root), *extra]
-        if trace_log:
-            command += ["--trace", str(trace_log)]
-        self.process = subprocess.Popen(command + ["0"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline()
-        if not line.startswith("listening on "):
-            self.stop()
-            raise RuntimeError(f"server did not start: {line!r} {self.process.stderr.read()}")
-        self.host, port = line.split()[-1].rsplit(":", 1)
-        self.port = int(port)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
-        self.process.stderr.close()
-
-
 @pytest.fixture
-def server_process():
-    """Factory: start the reference server in a subprocess; stopped after the test."""
-    started: list[ServerProcess] = []
+def server_process(tmp_path: Path):
+    """Factory: start the reference server in a subprocess (tests/servers.py); stopped after the test.
 
-    def start(root: Path, *extra: str, **kwargs) -> ServerProcess:
-        server = ServerProcess(root, *extra, **kwargs)
+    ``server_process(root, *options, trace_log=LOG, script=False)`` returns a
+    :class:`servers.RunningServer` (``.host``, ``.port``, ``.address``,
+    ``.process``, ``.stderr()``, ``.stop()``). A server that does not start
+    raises ServerFailedToStart with its own error output.
+    """
+    started: list[RunningServer] = []
+
+    def start(root: Path, *extra: str, **kwargs) -> RunningServer:
+        server = start_ftpkit(root, tmp_path / "server-output", *extra, **kwargs)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
+
+
+def _server_fixture(launch):
+    """A fixture running one server (from tests/servers.py) on ``server_root``; a missing program skips."""
+    @pytest.fixture
+    def fixture(server_root: Path, tmp_path: Path):
+        try:
+            server = launch(server_root, tmp_path / "server-output")
+        except ServerUnavailable as missing:
+            pytest.skip(str(missing))
+        with server:
+            yield server
+    return fixture
+
+
+pyftpdlib_process = _server_fixture(start_pyftpdlib)
+vsftpd_process = _server_fixture(start_vsftpd)
+proftpd_process = _server_fixture(start_proftpd)
 
 
 def run_client(host: str, port: int, commands: list[str], cwd: Path, *extra: str,

@@ -168,3 +168,36 @@ def test_get_that_breaks_off_keeps_no_partial_local_file(server_process, server_
     assert not (client_dir / "big.bin").exists()
     assert not partial_files(client_dir)
     assert b"connection lost" in out or b"426" in out
+
+
+def test_a_bug_in_a_handler_is_not_hidden(ftp_server, monkeypatch, caplog):
+    """dispatch catches only NotImplementedError (the lab's stubs, 502): a
+    TypeError is a bug, logged with its traceback and answered 451, and the
+    session goes on."""
+    from solutions.session import Session
+
+    def broken(self, _):
+        return len(None)                                     # TypeError
+    monkeypatch.setattr(Session, "syst", broken)
+    control = RawControl(ftp_server.address).login()
+    try:
+        reply = control.ask(b"SYST\r\n")
+        assert reply.startswith("451 SYST: internal error (TypeError)"), reply
+        assert control.ask(b"NOOP\r\n").startswith("200 ")
+    finally:
+        control.close()
+    logged = [r for r in caplog.records if r.name == "ftpkit.server" and r.exc_info]
+    assert logged and logged[0].exc_info[0] is TypeError
+
+
+def test_a_stub_answers_502_naming_its_exercise(ftp_server, monkeypatch):
+    from solutions.session import Session
+
+    def stub(self, _):
+        raise NotImplementedError("ex9: do the thing")
+    monkeypatch.setattr(Session, "syst", stub)
+    control = RawControl(ftp_server.address).login()
+    try:
+        assert control.ask(b"SYST\r\n") == "502 ex9: not implemented yet (do the thing)"
+    finally:
+        control.close()

@@ -490,10 +490,164 @@ def test_unreadable_captures_are_named_in_one_line(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not a pcap" in out.stderr
 
 
-def test_the_module_is_callable_as_trace_correlate():
+def test_trace_correlate_session_is_the_join():
+    """``trace.correlate_session`` is the join, loaded on first use; the
+    module ``trace.correlate`` keeps its names (``correlate``,
+    ``read_segments``) for the callers that import them."""
     import trace
     import trace.correlate
     events, packets = _session(passive=True)
-    r = trace.correlate(events, packets)
+    r = trace.correlate_session(events, packets)
     assert r.coverage.trace_fraction == 1.0
+    assert trace.correlate_session is trace.correlate.correlate is correlate
     assert trace.correlate.read_segments is read_segments
+
+
+# --- retransmissions (issue 15) ----------------------------------------------------
+
+def _lossy_transfer():
+    """A sender's capture of 3000 bytes in three segments where the second
+    was lost on the way: the receiver's duplicate ACKs ask for it again and
+    the sender repeats it, so the capture holds it twice."""
+    cv = Conversation()
+    cv.handshake()
+    sender, receiver = cv.server, cv.client
+    send = cv.send(sender, 0, 3000)
+    cv.data(sender, b"a" * 1000)
+    cv.packet(receiver, "A")                                 # acknowledges 1000
+    cv.data(sender, b"b" * 1000)                             # lost after the capture point
+    cv.data(sender, b"c" * 1000)
+    cv.packet(receiver, "A", ack=SISN + 1 + 1000)            # duplicate ACK: still 1000
+    cv.packet(sender, "PA", seq=SISN + 1 + 1000, payload=b"b" * 1000)   # the repeat
+    cv.packet(receiver, "A", ack=SISN + 1 + 3000)
+    recv = cv.recv(receiver, 0, 3000)
+    cv.close_both(sender)
+    return cv, send, recv
+
+
+def test_retransmitted_segment_marked_with_the_trace_bytes_it_repeats(tmp_path):
+    cv, send, recv = _lossy_transfer()
+    path = tmp_path / "lossy.pcap"
+    wrpcap(str(path), [Ether() / p for p in cv.packets])     # a real capture file
+    r = correlate(cv.events, path)
+    data = [s for s in r.segments if s.len]
+    assert [s.retransmission for s in data] == [False, False, False, True]
+    assert [s.repeated for s in data] == [0, 0, 0, 1000]
+    again = data[-1]
+    assert again.rel_seq == 1001 and again.payload == b"b" * 1000
+    (repeat,) = r.retransmissions
+    assert (repeat.segment, repeat.start, repeat.end, repeat.bytes) == (again, 1000, 2000, 1000)
+    assert repeat.events == [send, recv]
+    assert r.retransmissions_of(send) == r.retransmissions_of(recv) == [repeat]
+    cov = r.coverage
+    # Counted once: 3000 distinct bytes, each in both ends' events.
+    assert (cov.segment_bytes, cov.segment_matched) == (3000, 3000)
+    assert (cov.trace_bytes, cov.trace_matched) == (6000, 6000)
+    assert (cov.retransmitted_segments, cov.retransmitted_bytes) == (1, 1000)
+    assert "retransmitted: 1 segments, 1000 payload bytes" in cov.summary()
+    assert again in r.segments_for(send) and again in r.segments_for(recv)
+    lines = _render(cv.events, path)
+    assert "1 retransmitted segments" in lines[0]
+    assert sum(1 for line in lines if "retransmission of 1000 bytes" in line) == 1
+
+
+def test_a_repeated_syn_and_fin_are_retransmissions_without_payload():
+    cv = Conversation()
+    cv.packet(cv.client, "S", ack=0)
+    cv.packet(cv.client, "S", ack=0)                        # the SYN-ACK was slow
+    cv.next[cv.client] += 1
+    cv.packet(cv.server, "SA")
+    cv.next[cv.server] += 1
+    cv.packet(cv.client, "A")
+    cv.fin(cv.client)
+    cv.packet(cv.client, "FA", seq=cv.next[cv.client] - 1)  # the FIN again
+    r = correlate([], cv.packets)
+    assert [s.retransmission for s in r.segments] == [False, True, False, False, False, True]
+    assert r.coverage.retransmitted_bytes == 0 and not r.retransmissions
+    (conn,) = r.connections
+    assert len(r.connections) == 1 and conn.has_handshake()
+
+
+def test_a_reused_address_pair_with_a_new_syn_is_a_new_connection():
+    first = Conversation()
+    first.handshake()
+    first.close_both(first.client)
+    second = Conversation(cisn=CISN + 777_777, sisn=SISN + 5, t0=first.t + 1)
+    second.handshake()
+    r = correlate([], first.packets + second.packets)
+    assert len(r.connections) == 2
+    assert [len(c.segments) for c in r.connections] == [7, 3]
+
+
+# --- a capture of another session (issue 10) --------------------------------------
+
+def _other_session():
+    other = Conversation(client=("127.0.0.1", 41234), server=("127.0.0.1", 2222))
+    other.handshake()
+    other.data(other.server, b"220 someone else\r\n")
+    other.close_both(other.client)
+    return other.packets
+
+
+def test_a_capture_of_another_session_matches_nothing_instead_of_everything():
+    cv = Conversation()
+    cv.handshake()
+    cv.send(cv.client, 0, 100)
+    cv.data(cv.client, b"x" * 100)
+    cv.recv(cv.server, 0, 100)
+    r = correlate(cv.events, _other_session())
+    cov = r.coverage
+    assert not cov.holds_session and cov.matched_ends == 0
+    assert cov.trace_fraction == 0.0 and cov.segment_fraction == 0.0
+    # The trace's bytes are all missing from the capture, and listed.
+    assert (cov.trace_bytes, cov.trace_matched, cov.segment_bytes) == (200, 0, 0)
+    assert [(e["type"], s, e2) for e, s, e2 in cov.unmatched_trace] == [("send", 0, 100),
+                                                                         ("recv", 0, 100)]
+    assert cov.warning().startswith("the capture holds none of the trace's 2 connection ends")
+    assert cov.summary().splitlines()[0] == cov.warning()
+    lines = _render(cv.events, _other_session())
+    assert "(nothing matched)" in lines[0] and "100.00%" not in lines[0]
+    assert lines[1].startswith("warning: the capture holds none")
+    # Nothing to count but the session is there (an empty file): complete.
+    empty = Conversation()
+    empty.handshake()
+    empty.close_both(empty.server)
+    r = correlate(empty.events, empty.packets)
+    assert r.coverage.holds_session and r.coverage.trace_fraction == 1.0
+
+
+def test_view_of_a_capture_of_another_session_warns(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    samples = Path(__file__).resolve().parent.parent / "trace" / "samples"
+    other = tmp_path / "other.pcap"
+    wrpcap(str(other), [Ether() / p for p in _other_session()])
+    out = subprocess.run([sys.executable, "-m", "trace.view", str(samples / "session.log"),
+                          "--pcap", str(other)], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    head = out.stdout.splitlines()[:2]
+    assert "0.00%" in head[0] and "100.00%" not in head[0] and "nothing matched" in head[0]
+    assert "warning: the capture holds none of the trace's" in head[1]
+
+
+def test_a_connection_missing_from_the_capture_lowers_the_coverage():
+    """Two connections traced, one captured: half the trace's bytes are
+    missing, not 100% of the half that is there."""
+    first = Conversation()
+    first.handshake()
+    first.send(first.client, 0, 100)
+    first.data(first.client, b"x" * 100)
+    first.recv(first.server, 0, 100)
+    second = Conversation(client=("127.0.0.1", 40001), t0=first.t + 1)
+    second.ends = {second.client: (1, 2, "client"), second.server: (2, 8, "server")}
+    second.handshake()
+    second.send(second.client, 0, 100)
+    second.data(second.client, b"y" * 100)
+    second.recv(second.server, 0, 100)
+    r = correlate(first.events + second.events, first.packets)
+    cov = r.coverage
+    assert cov.holds_session and cov.matched_ends == 2 and len(cov.uncaptured_ends) == 2
+    assert (cov.trace_bytes, cov.trace_matched) == (400, 200) and cov.trace_fraction == 0.5
+    assert cov.segment_fraction == 1.0

@@ -395,7 +395,7 @@ def fuzz_server(server_root, tmp_path):
         process = subprocess.Popen(
             [sys.executable, "-m", "solutions.server", "--root", str(server_root),
              "--accept-timeout", "0.05", "--transfer-timeout", "2", "--idle-timeout", "30",
-             "--max-clients", "64", "0"],
+             "--max-clients", "64", "--max-per-ip", "64", "0"],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         line = process.stdout.readline()

@@ -11,12 +11,10 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, run_client
+from conftest import run_client
 
 CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed (.ci/run installs it)")
@@ -121,39 +119,9 @@ def test_curl_gets_550_for_a_missing_file(ftp_server):
     assert result.returncode == 78      # curl: "the resource referenced in the URL does not exist"
 
 
-PYFTPDLIB_SERVER = """
-import sys
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import ThreadedFTPServer
-authorizer = DummyAuthorizer()
-authorizer.add_anonymous(sys.argv[1], perm="elradfmwMT")
-FTPHandler.authorizer = authorizer
-server = ThreadedFTPServer(("127.0.0.1", 0), FTPHandler)
-print("listening on %s:%d" % server.address, flush=True)
-server.serve_forever()
-"""
-
-
-@pytest.fixture
-def pyftpdlib_server(server_root):
-    """pyftpdlib's server, anonymous with write access, in its own process
-    (its event loop is process-wide state, so one server per process)."""
-    pytest.importorskip("pyftpdlib")
-    process = subprocess.Popen([sys.executable, "-W", "ignore", "-c", PYFTPDLIB_SERVER, str(server_root)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        host, port = process.stdout.readline().split()[-1].rsplit(":", 1)
-        yield host, int(port)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
-
-
 @pytest.mark.parametrize("mode", [[], ["--active"]], ids=["passive", "active"])
-def test_our_client_against_pyftpdlib_falls_back_to_size(pyftpdlib_server, server_root, client_dir, mode):
-    host, port = pyftpdlib_server
+def test_our_client_against_pyftpdlib_falls_back_to_size(pyftpdlib_process, server_root, client_dir, mode):
+    host, port = pyftpdlib_process.address
     (client_dir / "mine.bin").write_bytes(os.urandom(200_000))
     (server_root / "theirs.bin").write_bytes(os.urandom(150_000))
     result = run_client(host, port, ["put mine.bin", "get theirs.bin", "ls", "quit"], client_dir, *mode)

@@ -1,7 +1,9 @@
 """Every notebook runs, top to bottom, in a fresh kernel started in notebooks/,
 as a student opens it."""
 
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,8 +19,8 @@ sys.path.insert(0, str(REPO_ROOT / "notebooks"))
 import lesson  # noqa: E402
 
 
-def test_there_are_five_notebooks():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_there_are_six_notebooks():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.timeout(180)
@@ -34,10 +36,45 @@ def test_notebook_runs_in_a_fresh_kernel(path: Path):
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     # Each notebook says plainly whether it ran live, captured, or on the sample.
-    assert "Live session on loopback" in text or "recorded sample" in text
+    assert "Live session" in text or "recorded sample" in text
     # Every question cell ran its check (the placeholders are unanswered).
     questions = sum(1 for cell in notebook.cells if cell.cell_type == "code" and "check(answer" in cell.source)
     assert questions >= 1 and text.count("Not answered yet") == questions
+    # The kernel is gone, and its work folder with it.
+    assert not dead_kernels_folders()
+
+
+def dead_kernels_folders(directory=None) -> list:
+    """Work folders (``ftpkit-notebook-PID-*``) of kernels that no longer run."""
+    found = []
+    for folder in Path(directory or tempfile.gettempdir()).glob(f"{lesson.WORKDIR_PREFIX}*"):
+        pid = folder.name[len(lesson.WORKDIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not lesson._alive(int(pid)):
+            found.append(folder)
+    return found
+
+
+def test_the_work_folder_goes_when_the_kernel_does():
+    program = ("import lesson; (lesson.WORKDIR / 'capture.pcap').write_bytes(bytes(100000)); "
+               "print(lesson.WORKDIR)")
+    done = subprocess.run([sys.executable, "-c", program], cwd=REPO_ROOT / "notebooks",
+                          capture_output=True, text=True, timeout=60)
+    workdir = Path(done.stdout.strip().splitlines()[-1])
+    assert workdir.name.startswith(lesson.WORKDIR_PREFIX) and workdir.parent == Path(tempfile.gettempdir())
+    assert not workdir.exists()
+
+
+def test_a_killed_kernels_folder_is_removed_by_the_next_one(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    dead = tmp_path / f"{lesson.WORKDIR_PREFIX}{gone}-abc"
+    live = tmp_path / f"{lesson.WORKDIR_PREFIX}{lesson.os.getpid()}-def"
+    unknown = tmp_path / f"{lesson.WORKDIR_PREFIX}xyz"          # not named by the kit: left alone
+    for folder in (dead, live, unknown):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "session.log").write_text("{}")
+    lesson._remove_leftovers(tmp_path)
+    assert not dead.exists() and live.exists() and unknown.exists()
 
 
 def test_the_first_cell_puts_the_root_first_before_importing_trace():

@@ -48,3 +48,30 @@ def test_time_sequence_graph_rises_to_the_file_size(sample_events):
 def test_empty_trace_is_refused_clearly():
     with pytest.raises(ValueError, match="no connections"):
         plots.connection_lifetimes([])
+
+
+def test_time_sequence_marks_retransmissions_apart():
+    from test_correlate import _lossy_transfer
+    cv, _, _ = _lossy_transfer()
+    (conn,) = correlate(cv.events, cv.packets).connections
+    ax = plots.time_sequence(conn).axes[0]
+    (crosses,) = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    (again,) = [s for s in conn.segments if s.retransmission and s.len]
+    first = min(s.t for s in conn.segments)
+    assert list(crosses.get_xdata()) == pytest.approx([(again.t - first) * 1000])
+    assert list(crosses.get_ydata()) == [again.rel_seq + again.len]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "retransmission (bytes sent again)" in legend
+    red = [line for line in ax.get_lines() if line.get_color() == "tab:red" and
+           line.get_linestyle() == "-"]
+    assert len(red) == 1                           # the one repeated stroke
+
+
+def test_time_sequence_without_loss_has_no_retransmission_marks(sample_events):
+    result = correlate(sample_events, read_segments(SAMPLES / "capture.pcap"))
+    for conn in result.connections:
+        if conn.channel == "data" and any(s.len for s in conn.segments):
+            ax = plots.time_sequence(conn).axes[0]
+            assert not [line for line in ax.get_lines() if line.get_marker() == "x"]
+            assert "retransmission (bytes sent again)" not in [
+                t.get_text() for t in ax.get_legend().get_texts()]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from solutions.protocol import (MAX_LINE, NEED_DATA, Command, CommandParser, ConnectionClosed,
+from solutions.protocol import (MAX_LINE, strip_telnet, NEED_DATA, Command, CommandParser, ConnectionClosed,
                                 LineTooLong, MalformedLine, NotUtf8, Reply, ReplyParser,
                                 UnsupportedFamily, format_command, format_eprt_arg,
                                 format_epsv_reply, format_host_port, format_pasv_reply,
@@ -157,3 +157,17 @@ def test_unknown_eprt_family_is_its_own_error():
 
 def test_hash_reply_range_is_end_exclusive():
     assert parse_hash_reply("SHA-256 0-5 ABCDEF a file.bin") == ("SHA-256", 0, 5, "abcdef")
+
+
+def test_telnet_interrupt_and_synch_before_abor_are_removed():
+    """RFC 959 4.1.3: IAC IP, IAC DM (urgent) then ABOR, as lftp sends it."""
+    parser = CommandParser()
+    parser.receive_data(b"\xff\xf4\xff\xf2ABOR\r\nNOOP\r\n")
+    assert parser.next_event() == Command("ABOR")
+    assert parser.next_event() == Command("NOOP")
+
+
+def test_telnet_escaped_ff_and_option_negotiations():
+    assert strip_telnet(b"a\xff\xffb") == b"a\xffb"              # IAC IAC is one 0xFF
+    assert strip_telnet(b"RETR \xff\xfe.txt") == b"RETR \xff\xfe.txt"   # IAC DONT x: left, so not UTF-8
+    assert strip_telnet(b"plain") == b"plain"

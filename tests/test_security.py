@@ -105,9 +105,10 @@ def start_server(server_root):
     """Factory: the reference server in this process, with any ServerConfig options."""
     servers = []
 
-    def start(root: Path = server_root, **options) -> Server:
+    def start(root: Path = server_root, max_per_address: int | None = None, **options) -> Server:
         options.setdefault("login_failure_delay", 0.05)
-        server = Server("127.0.0.1", 0, ServerConfig(Root(root), **options)).start()
+        server = Server("127.0.0.1", 0, ServerConfig(Root(root), **options),
+                        max_per_address=max_per_address).start()
         servers.append(server)
         return server
 

@@ -37,7 +37,9 @@ import sys
 import threading
 import time
 
-from .correlate import parse_announcement, parse_frame
+from .announce import announcement_in_line, reply_code
+from .pcap import SNAPLEN as _SNAPLEN, PcapWriter
+from .tcp import parse_frame
 
 __all__ = ["Capture", "CaptureError", "can_capture", "why_not", "loopback_interface",
            "PcapWriter", "NO_CAPTURE_REASON"]
@@ -49,7 +51,6 @@ _PACKET_STATISTICS = 6
 _SO_RCVBUFFORCE = 33
 _BUFFER = 256 << 20         # the sniffer socket's kernel buffer (at most; memory is
                             # only used while the sniffer lags behind a transfer)
-_SNAPLEN = 262144           # what libpcap and Wireshark use as "whole packet"
 
 
 class CaptureError(Exception):
@@ -100,37 +101,14 @@ def why_not() -> str | None:
     return f"live capture is not supported on {sys.platform}"
 
 
+def _greeting(payload: bytes) -> bool:
+    """Whether a connection's first bytes are a server's 220 greeting."""
+    first = payload.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1")
+    return reply_code(first) == 220
+
+
 def can_capture() -> bool:
     return why_not() is None
-
-
-class PcapWriter:
-    """A minimal writer of classic pcap (microsecond timestamps)."""
-
-    def __init__(self, path, linktype: int = 1, snaplen: int = _SNAPLEN):
-        self.path = os.fspath(path)
-        self._f = open(self.path, "wb")
-        self._f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
-        self.count = 0
-
-    def write(self, frame: bytes, t: float, wirelen: int | None = None) -> None:
-        sec = int(t)
-        usec = int(round((t - sec) * 1e6))
-        if usec >= 1000000:
-            sec, usec = sec + 1, usec - 1000000
-        self._f.write(struct.pack("<IIII", sec, usec, len(frame), wirelen or len(frame)))
-        self._f.write(frame)
-        self.count += 1
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _attach_whole_frame_filter(sock, expr: str, iface: str) -> bool:
@@ -371,7 +349,7 @@ class Capture:
                     if payload:
                         # Its first bytes decide: a server's 220 greeting makes
                         # it a control connection, anything else is not ours.
-                        if payload.startswith(b"220") and not self.control_ports:
+                        if _greeting(payload) and not self.control_ports:
                             self.control_ports.add(sport)
                             self._pending[key] = "keep"
                             self._learn((src, sport, dst, dport), payload)
@@ -430,14 +408,6 @@ class Capture:
         lines = text.split(b"\n")
         self._lines[flow] = lines[-1][-4096:]
         for raw in lines[:-1]:
-            line = raw.decode("latin-1").strip()
-            head = line[:4].upper()
-            found = None
-            if line.startswith("227"):
-                found = parse_announcement("227", line)
-            elif line.startswith("229"):
-                found = parse_announcement("229", line)
-            elif head in ("PORT", "EPRT") and len(line) > 5:
-                found = parse_announcement(head, line[5:])
+            found = announcement_in_line(raw.decode("latin-1"))
             if found:
                 self.data_ports.add(found[1])

@@ -12,38 +12,13 @@ same trace log, and then shows the log.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-# The commands the scripted client types: each line is what a student would
-# type at the ftp> prompt.
-SCRIPT = [
-    "ls",
-    "put notes.txt",
-    "get photo.bin",
-    "get missing.txt",        # the server answers 550, the session goes on
-    "passive",                # switch to active mode: now the client listens
-    "get photo.bin photo-active.bin",
-    "quit",
-]
-
-
-def demo_files() -> tuple[dict, dict]:
-    """Files to move: a text file on the client, a binary file on the server."""
-    notes = ("Two channels: commands and replies on one connection,\n"
-             "every file on a connection of its own.\n" * 40).encode()
-    return {"photo.bin": 256 * 1024}, {"notes.txt": notes}
-
-
-def record_session(log: str | os.PathLike, script: list[str] = SCRIPT, workdir=None):
-    """Run server and client as two processes tracing into ``log``.
-
-    They are separate processes, as on two real machines: the log shows two
-    pids appending to one file."""
-    from .record import run_session
-    server_files, client_files = demo_files()
-    return run_session(log, script, server_files, client_files, workdir=workdir)
+# The demo depends on recording, never the other way round: the script and
+# its files live in demo_script, which both use.
+from .demo_script import SCRIPT, demo_files, record_session  # noqa: F401 (the demo's names)
+from .record import capturing
 
 
 def show(log: Path) -> None:
@@ -76,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> None:
         nonlocal capture, session
         if args.no_capture:
-            session = record_session(log)
+            session, capture = record_session(log), None
         else:
-            from .record import capturing
             with capturing(pcap, log=log) as capture:
                 session = record_session(log)
         print(session.client_output, end="")

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Iterable
 
 from . import model
+from .tcp import ACK, FIN, SYN
 
 CHANNEL_COLOURS = {"control": "tab:blue", "data": "tab:orange"}
-SYN, FIN = 0x02, 0x01
 
 
 def connection_lifetimes(events: Iterable, ax=None, title: str | None = None):
@@ -64,10 +64,11 @@ def connection_lifetimes(events: Iterable, ax=None, title: str | None = None):
 def time_sequence(connection, ax=None, title: str | None = None):
     """Sequence number against time for one correlated capture connection.
 
-    ``connection`` is a :class:`trace.correlate.Connection` (from
+    ``connection`` is a :class:`trace.results.Connection` (from
     ``correlate(events, packets).connections``). Each data segment is a
-    vertical stroke from its first to its last relative sequence number; the
-    other side's acknowledgements are a step line below it.
+    vertical stroke from its first to its last relative sequence number (a
+    retransmission: red, with a cross on top); the other side's
+    acknowledgements are a step line below it.
     """
     import matplotlib.pyplot as plt
 
@@ -80,6 +81,7 @@ def time_sequence(connection, ax=None, title: str | None = None):
     # The direction that carried the most bytes is the one worth drawing.
     carried = [sum(s.len for s in segments if s.direction == d) for d in (0, 1)]
     sender = 0 if carried[0] >= carried[1] else 1
+    repeats = []
     for segment in segments:
         if segment.direction != sender:
             continue
@@ -87,6 +89,8 @@ def time_sequence(connection, ax=None, title: str | None = None):
         if segment.len:
             colour = "tab:red" if segment.retransmission else "tab:blue"
             ax.plot([x, x], [segment.rel_seq, segment.rel_seq + segment.len], color=colour, linewidth=2)
+            if segment.retransmission:
+                repeats.append((x, segment.rel_seq + segment.len))
         # SYN and FIN each take one sequence number of their own; a FIN often
         # rides on the last data segment, so mark it at that segment's end.
         for flag, name in ((SYN, "SYN"), (FIN, "FIN")):
@@ -95,11 +99,17 @@ def time_sequence(connection, ax=None, title: str | None = None):
                 ax.plot(x, y, marker="o", color="black")
                 ax.annotate(name, (x, y), fontsize=8, textcoords="offset points", xytext=(4, -10))
     acks = sorted((s.t, s.rel_ack) for s in segments
-                  if s.direction != sender and s.rel_ack is not None and s.flags & 0x10)
+                  if s.direction != sender and s.rel_ack is not None and s.flags & ACK)
     if acks:
         ax.step([(t - start) * 1000 for t, _ in acks], [a for _, a in acks], where="post",
                 color="tab:green", label="acknowledged by the receiver")
     ax.plot([], [], color="tab:blue", linewidth=2, label="data segment (seq to seq+len)")
+    if repeats:
+        # A retransmission is a red stroke with a cross on top: the sender
+        # went back to bytes it had already sent (TCP repairing a loss that
+        # the application's trace never sees).
+        ax.plot([x for x, _ in repeats], [y for _, y in repeats], marker="x", color="tab:red",
+                markersize=8, linestyle="none", label="retransmission (bytes sent again)")
     ax.set_xlabel("milliseconds since the first segment")
     ax.set_ylabel("relative sequence number")
     ax.set_title(title or f"Time-sequence graph of {connection.name}")

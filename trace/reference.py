@@ -56,7 +56,7 @@ class Scenario:
 
 
 def _demo_script() -> tuple[str, ...]:
-    from .demo import SCRIPT
+    from .demo_script import SCRIPT
     return tuple(SCRIPT)
 
 

@@ -30,7 +30,10 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .correlate import TRANSFER_VERBS, Correlation, Segment, correlate
+from .announce import TRANSFER_VERBS
+from .join import correlate
+from .results import Correlation
+from .tcp import Segment
 
 __all__ = ["render_with_segments", "main"]
 
@@ -86,15 +89,28 @@ def render_with_segments(events, packets, *, correlation: Correlation | None = N
     while li < len(loose):
         _segment_rows(table, [loose[li]], t0, None, unattributed=True)
         li += 1
-    cov = result.coverage
-    head = Text(f"trace bytes in segments: {100 * cov.trace_fraction:.2f}%  "
-                f"segment bytes in the trace: {100 * cov.segment_fraction:.2f}%  "
-                f"({len(result.segments)} segments, {len(result.connections)} connections)",
-                style="bold")
-    parts = [head]
+    parts = _coverage_lines(result)
     parts += [Text(f"note: {n}", style="yellow") for n in result.notes]
     parts.append(table)
     return Group(*parts)
+
+
+def _coverage_lines(result: Correlation) -> list[Text]:
+    """The head: coverage both ways, or a warning if nothing matched at all
+    (0 bytes of 0 is not 100%: the capture is of something else)."""
+    cov = result.coverage
+    sizes = f"({len(result.segments)} segments, {len(result.connections)} connections)"
+    if not cov.holds_session:
+        return [Text(f"trace bytes in segments: 0.00%  segment bytes in the trace: 0.00%  "
+                     f"(nothing matched) {sizes}", style="bold"),
+                Text(f"warning: {cov.warning()}", style="bold red")]
+    head = Text(f"trace bytes in segments: {100 * cov.trace_fraction:.2f}%  "
+                f"segment bytes in the trace: {100 * cov.segment_fraction:.2f}%  {sizes}",
+                style="bold")
+    if cov.retransmitted_segments:
+        head.append(f"  {cov.retransmitted_segments} retransmitted segments "
+                    f"({cov.retransmitted_bytes} bytes, counted once)", style="yellow")
+    return [head]
 
 
 def _visible(ev, raw_control: bool) -> bool:
@@ -109,12 +125,12 @@ def _home(result: Correlation, seg: Segment, order: dict, raw_control: bool, ack
     conn = seg.connection
     candidates = []
     if seg.phase == "open" and conn is not None:
-        candidates = [e for e in _conn_events(result, conn) if e["type"] in ("connect", "accept")]
+        candidates = [e for e in result.events_of(conn) if e["type"] in ("connect", "accept")]
     elif seg.phase == "close" and conn is not None and not seg.len:
         # A FIN or RST under the close of the end that sent it; the ACK of a
         # FIN under the end-of-stream recv (or close) of the end that sent it.
         source = seg.source
-        candidates = [e for e in _conn_events(result, conn)
+        candidates = [e for e in result.events_of(conn)
                       if (e["type"] == "close" or (e["type"] == "recv" and e.get("len") == 0))
                       and e.get("local") == source]
         if not candidates:
@@ -143,18 +159,6 @@ def _home(result: Correlation, seg: Segment, order: dict, raw_control: bool, ack
     if not candidates:
         return None
     return min(order[id(e)] for e in candidates)
-
-
-def _conn_events(result: Correlation, conn) -> list:
-    cache = getattr(result, "_events_by_conn", None)
-    if cache is None:
-        cache = {}
-        for ev in result.events:
-            c = result.connection_of(ev)
-            if c is not None:
-                cache.setdefault(id(c), []).append(ev)
-        result._events_by_conn = cache
-    return cache.get(id(conn), [])
 
 
 def _who(ev) -> Text:
@@ -229,7 +233,8 @@ def _segment_text(seg: Segment, unattributed: bool) -> Text:
         text.append(f" ack={seg.rel_ack}")
     text.append(f" len={seg.len}")
     if seg.retransmission:
-        text.append("  retransmission", style="yellow")
+        again = f" of {seg.repeated} bytes" if seg.repeated else ""
+        text.append(f"  retransmission{again}", style="yellow")
     if unattributed and (seg.connection is None or not seg.connection.ends
                          or (seg.len and not seg.events)):
         text.append(f"  {seg.source} > {seg.destination}: not in the trace", style="yellow")
@@ -245,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-segments", type=int, default=8)
     parser.add_argument("--no-acks", action="store_true", help="leave out pure ACKs of data")
     args = parser.parse_args(argv)
-    from .correlate import CaptureFileError
+    from .pcap import CaptureFileError
     from .reader import TraceError, load
     try:
         renderable = render_with_segments(load(*args.log), args.pcap,

@@ -1,0 +1,286 @@
+"""One launcher for every FTP server the tests run: ours, pyftpdlib, vsftpd, proftpd.
+
+Each runs as its own process on a free loopback port with a given root
+folder. The launcher waits until the server is ready (ours and pyftpdlib
+print ``listening on HOST:PORT``; vsftpd and proftpd are ready when their
+port answers with a 220 greeting), keeps the server's stdout and stderr in
+files that can be read at any time (so a server that fails to start is
+reported with its own words, issue 13), and stops and reaps it on exit.
+
+    with start_ftpkit(root, workdir) as server:
+        ftplib.FTP().connect(*server.address)
+
+A missing daemon raises :class:`ServerUnavailable` (the fixtures turn it
+into a skip with its one-line reason); a server that does not come up raises
+:class:`ServerFailedToStart` with its output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Debian's vsftpd and proftpd-core conflict (both provide ftp-server), so CI
+# unpacks vsftpd beside the installed proftpd: `apt-get download vsftpd &&
+# dpkg -x vsftpd_*.deb /opt/vsftpd`. Either place works.
+VSFTPD_PLACES = ("vsftpd", "/usr/sbin/vsftpd", "/opt/vsftpd/usr/sbin/vsftpd")
+PROFTPD_PLACES = ("proftpd", "/usr/sbin/proftpd")
+
+
+class ServerUnavailable(RuntimeError):
+    """The server's program is not installed here (a reason to skip, not to fail)."""
+
+
+class ServerFailedToStart(RuntimeError):
+    """The server's process started but never became ready."""
+
+
+class RunningServer:
+    """A server process with its output in files; a context manager that stops it."""
+
+    def __init__(self, name: str, command: list[str], workdir: Path, *, cwd: Path = REPO_ROOT,
+                 env: dict | None = None, port: int | None = None, timeout: float = 15.0):
+        self.name = name
+        self.command = command
+        workdir.mkdir(parents=True, exist_ok=True)
+        stem = f"{name}-{time.monotonic_ns()}"
+        self.out_path = workdir / f"{stem}.out"
+        self.err_path = workdir / f"{stem}.err"
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                            stdout=out, stderr=err)
+        try:
+            self.host, self.port = self._wait_until_ready(port, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    # -- readiness ------------------------------------------------------------
+
+    def _wait_until_ready(self, port: int | None, timeout: float) -> tuple[str, int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port is None:
+                match = re.search(r"listening on (\S+):(\d+)", self.stdout())
+                if match:
+                    return match.group(1), int(match.group(2))
+            elif _greets("127.0.0.1", port):
+                return "127.0.0.1", port
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        status = self.process.poll()
+        why = f"exited with status {status}" if status is not None else f"not ready after {timeout:g} s"
+        raise ServerFailedToStart(f"{self.name} did not start ({why}): {' '.join(self.command)}\n"
+                                  f"--- its output ---\n{self.output().strip() or '(none)'}")
+
+    # -- what it said ------------------------------------------------------------
+
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def output(self) -> str:
+        return self.stdout() + self.stderr()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    # -- stopping -------------------------------------------------------------------
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL; always reaps. Safe to call twice."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process.wait()
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _greets(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as probe:
+            return probe.recv(4).startswith(b"220")
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now (for daemons that cannot be told to pick one)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def find_program(places: tuple[str, ...], name: str) -> str:
+    for place in places:
+        found = shutil.which(place)
+        if found:
+            return found
+    raise ServerUnavailable(f"{name} is not installed (.ci/run installs it)")
+
+
+# --- our server ------------------------------------------------------------------
+
+def start_ftpkit(root: Path, workdir: Path, *extra: str, trace_log: Path | None = None,
+                 package: str = "solutions", script: bool = False, env: dict | None = None,
+                 cwd: Path = REPO_ROOT) -> RunningServer:
+    """``python -m <package>.server --root ROOT [--trace LOG] EXTRA... 0`` (or the script form)."""
+    if script:
+        command = [sys.executable, f"{package}/server.py"]
+    else:
+        command = [sys.executable, "-m", f"{package}.server"]
+    command += ["--root", str(root), *extra]
+    if trace_log:
+        command += ["--trace", str(trace_log)]
+    if env is None:
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    return RunningServer(f"{package}.server", command + ["0"], workdir, cwd=cwd, env=env)
+
+
+# --- pyftpdlib ---------------------------------------------------------------------
+
+PYFTPDLIB_SERVER = """
+import logging, socket, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer, ThreadedFTPServer
+logging.basicConfig(level=logging.WARNING)
+root, kind = sys.argv[1], sys.argv[2]
+authorizer = DummyAuthorizer()
+authorizer.add_anonymous(root, perm="elradfmwMT")
+FTPHandler.authorizer = authorizer
+server_class = FTPServer if kind == "async" else ThreadedFTPServer
+server = server_class(("127.0.0.1", 0), FTPHandler, backlog=socket.SOMAXCONN)
+server.max_cons = 1024
+server.max_cons_per_ip = 0
+print("listening on %s:%d" % server.address[:2], flush=True)
+server.serve_forever(handle_exit=True)
+"""
+
+
+def start_pyftpdlib(root: Path, workdir: Path, kind: str = "threaded") -> RunningServer:
+    """pyftpdlib, anonymous with every permission; ``kind`` "threaded" or "async" (one event loop).
+
+    Its event loop is state of the whole process, hence a process of its own.
+    """
+    if importlib.util.find_spec("pyftpdlib") is None:
+        raise ServerUnavailable("pyftpdlib is not installed (pip install -r requirements.txt)")
+    return RunningServer("pyftpdlib", [sys.executable, "-W", "ignore", "-c", PYFTPDLIB_SERVER, str(root), kind],
+                         workdir)
+
+
+# --- vsftpd --------------------------------------------------------------------------
+
+def start_vsftpd(root: Path, workdir: Path, writable: bool = True) -> RunningServer:
+    """vsftpd in the foreground, anonymous (uploads, folders, deletes when ``writable``).
+
+    vsftpd works as the unprivileged user ``ftp`` inside a chroot to ``root``
+    and refuses an anonymous root that user can write to, whatever
+    ``allow_writeable_chroot`` says. So the root is made read-only for
+    others and, when ``writable``, uploads go to ``root/upload`` (mode 777),
+    the usual layout of an anonymous vsftpd.
+    """
+    program = find_program(VSFTPD_PLACES, "vsftpd")
+    workdir.mkdir(parents=True, exist_ok=True)
+    empty = workdir / "vsftpd-empty"            # vsftpd's secure_chroot_dir: empty, not writable
+    empty.mkdir(exist_ok=True)
+    port = free_port()
+    write = "YES" if writable else "NO"
+    root.chmod(0o755)
+    if writable:
+        (root / "upload").mkdir(exist_ok=True)
+        (root / "upload").chmod(0o777)
+    config = workdir / "vsftpd.conf"
+    config.write_text("\n".join([
+        "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1", f"listen_port={port}",
+        "background=NO", "seccomp_sandbox=NO", "isolate=NO", "isolate_network=NO",
+        "anonymous_enable=YES", "local_enable=NO", "no_anon_password=YES", f"anon_root={root}",
+        f"write_enable={write}", f"anon_upload_enable={write}",
+        f"anon_mkdir_write_enable={write}", f"anon_other_write_enable={write}",
+        "anon_umask=022", "anon_world_readable_only=NO",
+        f"secure_chroot_dir={empty}", "xferlog_enable=NO", "dirmessage_enable=NO",
+        "pasv_enable=YES", "port_enable=YES", "connect_from_port_20=NO",
+        f"vsftpd_log_file={workdir / 'vsftpd.log'}", ""]))
+    return RunningServer("vsftpd", [program, str(config)], workdir, port=port)
+
+
+# --- proftpd ---------------------------------------------------------------------------
+
+def start_proftpd(root: Path, workdir: Path, modules: tuple[str, ...] = ()) -> RunningServer:
+    """proftpd in the foreground (``-n``), anonymous with write access.
+
+    proftpd checks the anonymous root as the anonymous user before its
+    chroot, and pytest's temp folders are private to root (0700), so the
+    anonymous login runs as root, confined by the chroot to ``root``.
+
+    ``modules`` are extra shared modules to load, e.g. ``("mod_digest.c",)``
+    for HASH (Debian ships them in /usr/lib/proftpd).
+    """
+    program = find_program(PROFTPD_PLACES, "proftpd")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    loads = "".join(f"  LoadModule {module}\n" for module in modules)
+    config = workdir / "proftpd.conf"
+    config.write_text(f"""\
+ServerName "ftpkit test proftpd"
+ServerType standalone
+DefaultServer on
+Port {port}
+DefaultAddress 127.0.0.1
+SocketBindTight on
+UseIPv6 off
+UseReverseDNS off
+User nobody
+Group nogroup
+PidFile {workdir / 'proftpd.pid'}
+ScoreboardFile {workdir / 'proftpd.scoreboard'}
+DelayTable none
+WtmpLog off
+UseFtpUsers off
+TransferLog none
+SystemLog {workdir / 'proftpd.log'}
+<IfModule mod_dso.c>
+  ModulePath /usr/lib/proftpd
+{loads}</IfModule>
+<Anonymous {root}>
+  User root
+  Group root
+  RootLogin on
+  UseFtpUsers off
+  UserAlias anonymous root
+  RequireValidShell off
+  AllowOverwrite on
+  <Limit WRITE>
+    AllowAll
+  </Limit>
+</Anonymous>
+""")
+    return RunningServer("proftpd", [program, "-n", "-q", "-c", str(config)], workdir, port=port)
+
+
+LAUNCHERS = {"ftpkit": start_ftpkit, "pyftpdlib": start_pyftpdlib,
+             "vsftpd": start_vsftpd, "proftpd": start_proftpd}
