@@ -25,9 +25,11 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,6 +126,10 @@ def run_documents(release: Path, documents: list[Path], port: str | None = None)
     run on this port instead of the documents' 2121 (no namespace of our own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PYTHONPATH"))}
     env["COLUMNS"] = "100"
+    # What the commands leave in the temporary folder (pytest's runs, say)
+    # goes in one of our own, removed at the end.
+    scratch = tempfile.mkdtemp(prefix="ftpkit-handout-")
+    env["TMPDIR"] = scratch
     results = []
     servers = Servers()
     try:
@@ -136,6 +142,7 @@ def run_documents(release: Path, documents: list[Path], port: str | None = None)
             servers.stop()
     finally:
         servers.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     return results
 
 

@@ -24,7 +24,7 @@ def grade(folder: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     """A bare `pytest` in ``folder`` (plus ``args``), with its results.json."""
     results = folder / "results.json"
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--gradescope", str(results), *args],
+                           "--gradescope", str(results), "--basetemp", str(folder.parent / "basetemp"), *args],
                           cwd=folder, capture_output=True, text=True, timeout=900)
     return done, json.loads(results.read_text())
 

@@ -116,7 +116,12 @@ def run_grader(package: Path, results: Path, basetemp: Path, timeout: float,
         command += ["-m", marker]
     if isolation:                         # the grader's own option (auto: isolated as root)
         command += ["--isolation", isolation]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=grader_env(), stdin=subprocess.DEVNULL,
+    # The grading's temporary files go in a folder of this submission's own,
+    # removed with it, even when a hang has to be killed before it cleans up.
+    scratch = basetemp.parent / "tmpdir"
+    scratch.mkdir(exist_ok=True)
+    env = dict(grader_env(), TMPDIR=str(scratch))
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         output, _ = process.communicate(timeout=timeout)
