@@ -74,8 +74,13 @@ class ListeningEnd:
         return host, port
 
     def open(self):
-        """Accept the one connection, then stop listening."""
-        raise NotImplementedError('ex2: accept one connection, close the listener, set the transfer timeout')
+        """Accept the one connection, then stop listening.
+
+        With ``allowed_peer`` set, a connection from any other address is
+        closed and the wait goes on (RFC 2577: no port stealing). The accept
+        waits at most ``accept_timeout``; the returned socket has
+        ``transfer_timeout`` set."""
+        raise NotImplementedError('ex2: accept one connection (close any not from allowed_peer), close the listener, set the transfer timeout')
 
     def close(self) -> None:
         if self.listener is not None:

@@ -99,7 +99,14 @@ class Command:
 
 @dataclass(frozen=True)
 class Reply:
-    """A reply from the server. ``text`` holds every line, joined by newlines."""
+    """A reply from the server.
+
+    ``text`` is the reply without its codes: the first line's text after
+    ``CODE-`` (or ``CODE `` for a one-line reply), the middle lines exactly
+    as they came (leading spaces kept), and the last line's text after
+    ``CODE ``, joined by ``\n``. So ``211-Features:`` / `` EPSV`` /
+    ``211 End`` gives code 211 and text ``"Features:\n EPSV\nEnd"``.
+    ``lines`` keeps the raw lines, codes and all (without CR LF)."""
     code: int
     text: str
     lines: tuple[str, ...] = field(default=(), compare=False)
@@ -166,7 +173,14 @@ class LineFramer:
         raise NotImplementedError('ex1: append the bytes to the buffer')
 
     def next_line(self) -> bytes | LineTooLong | None:
-        """The next complete line without its line end, or None if there is none yet."""
+        """The next complete line without its line end, or None if there is none yet.
+
+        A line longer than ``max_line`` (not counting its line end) is never
+        returned and never held whole: it is reported once as
+        :class:`LineTooLong`, either as soon as more than ``max_line`` bytes
+        without an LF are buffered, or when its LF arrives (both are
+        accepted), and the rest of it, up to its LF, is dropped. The line
+        after it is read normally."""
         raise NotImplementedError('ex1: find the LF, cut the line (drop CR LF), enforce max_line')
 
     def unfinished(self) -> bytes:
@@ -254,6 +268,8 @@ class ReplyParser:
         self._framer.feed(data)
 
     def next_event(self):
+        """The next whole :class:`Reply` (see ``Reply.text`` for its text), or
+        NEED_DATA while its last line has not arrived."""
         while True:
             line = self._framer.next_line()
             if line is None:
@@ -261,7 +277,7 @@ class ReplyParser:
             if isinstance(line, LineTooLong):
                 return line
             text = line.decode("utf-8", "replace")
-            raise NotImplementedError("ex1: collect lines until one starts with the first line's code and a space")
+            raise NotImplementedError("ex1: collect lines until one starts with the first line's code and a space; text as Reply says")
 
 
 # --- formatting --------------------------------------------------------------

@@ -26,7 +26,8 @@ from rich.table import Table  # noqa: E402
 import trace  # noqa: E402
 from trace import model  # noqa: E402
 from trace.capture import why_not  # noqa: E402
-from trace.record import SAMPLE_LOG, SAMPLE_PCAP, record, run_session  # noqa: E402
+from trace.record import IMPLEMENTATION, SAMPLE_LOG, SAMPLE_PCAP, record, run_session  # noqa: E402
+from trace.reference import live_or_recorded, scenario_for  # noqa: E402
 
 WORKDIR_PREFIX = "ftpkit-notebook-"
 
@@ -79,9 +80,16 @@ def live_session(name: str, script: list[str], *, server_files=None, client_file
     log, pcap = WORKDIR / f"{name}.log", WORKDIR / f"{name}.pcap"
     files = dict(server_files=server_files or {"photo.bin": PHOTO_SIZE},
                  client_files=client_files or {"notes.txt": NOTES})
-    recording = record(log, pcap if capture else None, say=None,
-                       run=lambda log: run_session(log, script, active=active,
-                                                   server_args=server_args, **files))
+    def run():
+        return record(log, pcap if capture else None, say=None,
+                      run=lambda log: run_session(log, script, active=active,
+                                                  server_args=server_args, **files))
+    # In a student release: the student's lab/ where it runs this session as
+    # the reference does, else the recorded reference session (said in one line).
+    scenario = scenario_for(script, server_args)
+    if IMPLEMENTATION == "lab" and scenario is not None and not active:
+        return live_or_recorded(scenario.name, run, log, pcap if capture else None)
+    recording = run()
     if recording.capture is not None:
         print(f"Live session on loopback, traced and captured: {log.name}, {pcap.name} "
               f"({recording.capture.kept} segments).")

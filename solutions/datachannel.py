@@ -71,8 +71,13 @@ class ListeningEnd:
         return host, port
 
     def open(self):
-        """Accept the one connection, then stop listening."""
-        ### BEGIN SOLUTION ex2: accept one connection, close the listener, set the transfer timeout
+        """Accept the one connection, then stop listening.
+
+        With ``allowed_peer`` set, a connection from any other address is
+        closed and the wait goes on (RFC 2577: no port stealing). The accept
+        waits at most ``accept_timeout``; the returned socket has
+        ``transfer_timeout`` set."""
+        ### BEGIN SOLUTION ex2: accept one connection (close any not from allowed_peer), close the listener, set the transfer timeout
         deadline = time.monotonic() + self.accept_timeout
         try:
             while True:

@@ -96,7 +96,14 @@ class Command:
 
 @dataclass(frozen=True)
 class Reply:
-    """A reply from the server. ``text`` holds every line, joined by newlines."""
+    """A reply from the server.
+
+    ``text`` is the reply without its codes: the first line's text after
+    ``CODE-`` (or ``CODE `` for a one-line reply), the middle lines exactly
+    as they came (leading spaces kept), and the last line's text after
+    ``CODE ``, joined by ``\n``. So ``211-Features:`` / `` EPSV`` /
+    ``211 End`` gives code 211 and text ``"Features:\n EPSV\nEnd"``.
+    ``lines`` keeps the raw lines, codes and all (without CR LF)."""
     code: int
     text: str
     lines: tuple[str, ...] = field(default=(), compare=False)
@@ -165,7 +172,14 @@ class LineFramer:
         ### END SOLUTION
 
     def next_line(self) -> bytes | LineTooLong | None:
-        """The next complete line without its line end, or None if there is none yet."""
+        """The next complete line without its line end, or None if there is none yet.
+
+        A line longer than ``max_line`` (not counting its line end) is never
+        returned and never held whole: it is reported once as
+        :class:`LineTooLong`, either as soon as more than ``max_line`` bytes
+        without an LF are buffered, or when its LF arrives (both are
+        accepted), and the rest of it, up to its LF, is dropped. The line
+        after it is read normally."""
         ### BEGIN SOLUTION ex1: find the LF, cut the line (drop CR LF), enforce max_line
         while True:
             end = self._buffer.find(b"\n", self._searched)
@@ -281,6 +295,8 @@ class ReplyParser:
         self._framer.feed(data)
 
     def next_event(self):
+        """The next whole :class:`Reply` (see ``Reply.text`` for its text), or
+        NEED_DATA while its last line has not arrived."""
         while True:
             line = self._framer.next_line()
             if line is None:
@@ -288,7 +304,7 @@ class ReplyParser:
             if isinstance(line, LineTooLong):
                 return line
             text = line.decode("utf-8", "replace")
-            ### BEGIN SOLUTION ex1: collect lines until one starts with the first line's code and a space
+            ### BEGIN SOLUTION ex1: collect lines until one starts with the first line's code and a space; text as Reply says
             if not self._lines:
                 match = _REPLY_LINE.fullmatch(text)
                 if not match:

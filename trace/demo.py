@@ -46,23 +46,39 @@ def main(argv: list[str] | None = None) -> int:
     pcap = Path(args.capture) if args.capture else log.with_name("capture.pcap")
     if log.exists():
         log.unlink()        # a fresh log, not appended to an old session
-    if args.no_capture:
-        session, capture = record_session(log), None
+    capture = session = None
+
+    def run() -> None:
+        nonlocal capture, session
+        if args.no_capture:
+            session, capture = record_session(log), None
+        else:
+            with capturing(pcap, log=log) as capture:
+                session = record_session(log)
+        print(session.client_output, end="")
+        print(f"\ntrace written to {log} (server port {session.server_port})")
+        if capture is not None:
+            print(capture.summary())
+            print(f"view both: python -m trace.view {log} --pcap {pcap}")
+        print()
+
+    from .record import IMPLEMENTATION
+    if IMPLEMENTATION == "solutions":
+        run()
+        shown = log
     else:
-        with capturing(pcap, log=log) as capture:
-            session = record_session(log)
-    print(session.client_output, end="")
-    print(f"\ntrace written to {log} (server port {session.server_port})")
-    if capture is not None:
-        print(capture.summary())
-        print(f"view both: python -m trace.view {log} --pcap {pcap}")
-    print()
+        # A student release: the student's lab/ if it runs this session as
+        # the reference does, else the recorded reference (said in one line).
+        from .reference import live_or_recorded
+        shown, _ = live_or_recorded("demo", run, log, pcap)
+        if shown != log:
+            print()
     if not args.no_show:
-        show(log)
+        show(shown)
     # The script includes one deliberate error (the missing file), so the
     # client's own exit status is 1; the demo worked if the session ran to
     # the server's goodbye.
-    return 0 if "221 Goodbye." in session.client_output else 1
+    return 0 if shown != log or "221 Goodbye." in session.client_output else 1
 
 
 if __name__ == "__main__":
