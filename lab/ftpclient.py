@@ -25,6 +25,7 @@ from typing import Callable
 import trace
 
 from . import helper
+from .conversation import ClientConversation, Outcome, UnexpectedReply
 from .datachannel import ConnectingEnd, ListeningEnd
 from .protocol import (Code, ConnectionClosed, Reply, format_eprt_arg, format_host_port,
                        parse_epsv_reply, parse_hash_reply, parse_pasv_reply, ReplyParser)
@@ -146,6 +147,9 @@ class FtpClient:
         # Final replies the server still owes us: a command whose reply we
         # never read (Ctrl-C while waiting) must not answer the next one.
         self.unanswered = 0
+        # What each reply means (preliminary, final, closing) is looked up in
+        # the conversation table, which knows the command it answers.
+        self.conversation = ClientConversation()
         self._metered = None
 
     # --- the control channel ---------------------------------------------------
@@ -153,6 +157,7 @@ class FtpClient:
     def connect(self) -> Reply:
         self.control = helper.connect((self.host, self.port), "control", timeout=self.timeout)
         self._metered = _MeteredControl(self.control)
+        self.conversation = ClientConversation()        # the greeting comes first
         welcome = self.read_reply()
         if welcome.is_error:
             raise FtpError(welcome)
@@ -175,19 +180,33 @@ class FtpClient:
             raise ConnectionLost("the server closed the control connection")
         if not isinstance(event, Reply):
             raise ConnectionLost(f"the server sent something that is not a reply: {event}")
-        if event.kind != 1 and self.unanswered > 0:
-            self.unanswered -= 1    # a 1xx is preliminary: the final reply is still owed
         self.on_reply(event)
-        if event.code == Code.SERVICE_UNAVAILABLE:
-            # 421 means the server is closing the connection (RFC 959 4.2).
+        outcome = self._meaning(event)
+        if outcome is not Outcome.PRELIMINARY and self.unanswered > 0:
+            self.unanswered -= 1    # a final reply: one fewer owed (after a 1xx, it still is)
+        if outcome is Outcome.CLOSING:
+            # 421: the server is closing the connection (RFC 959 4.2).
             raise ConnectionLost(str(event))
         return event
 
+    def _meaning(self, reply: Reply) -> Outcome:
+        """What ``reply`` means for the command it answers, by the table."""
+        try:
+            return self.conversation.received(reply)
+        except UnexpectedReply as err:
+            # A 150 to NOOP, or a reply to nothing: the server is out of step
+            # and no later reply can be trusted to answer its command.
+            self.close()
+            raise ConnectionLost(f"the server's reply makes no sense here: {err}") from None
+
     def command(self, verb: str, arg: str = "") -> Reply:
         """Send a command and return its reply, whatever it is."""
+        if self.conversation.closed:
+            raise ConnectionLost("the server has closed the session (221 or 421)")
         # Counted before sending: once the line is out, a Ctrl-C may come at
         # any moment, and the reply it owes must not be forgotten.
         self.unanswered += 1
+        self.conversation.sent(verb)
         try:
             helper.send_command(self.control, verb, arg)
         except OSError as err:
@@ -274,6 +293,11 @@ class FtpClient:
         except OSError as err:
             raise ConnectionLost(f"control connection broken: {err.strerror or err}") from None
         replies = []
+        # The conversation follows one command at a time: the interrupted
+        # command's replies come first, then ABOR's turn.
+        while self.unanswered > 1:
+            replies.append(self.read_reply())
+        self.conversation.sent("ABOR")
         while self.unanswered > 0:
             replies.append(self.read_reply())
         return replies

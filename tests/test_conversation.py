@@ -1,10 +1,13 @@
-"""Every rule of the conversation table (solutions/conversation.py), without a socket.
+"""Every rule of the conversation table (solutions/conversation.py), without a socket
+(and, at the end, the client that reads its replies by it).
 
 The server's side: which command may come when, and how each reply moves
 the state. The client's side: what each reply to each command means.
 """
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 
@@ -242,3 +245,56 @@ def test_quit_closes():
     conversation.sent("quit")
     assert conversation.received(reply(221)) is Outcome.COMPLETED
     assert conversation.closed
+
+
+# --- the client reads its replies by this table ---------------------------------
+
+@pytest.fixture
+def scripted_client():
+    """An FtpClient talking to a socket this test writes the server's replies to."""
+    from solutions.ftpclient import FtpClient
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = FtpClient("127.0.0.1", listener.getsockname()[1], timeout=5)
+        client.control = socket.create_connection(listener.getsockname(), timeout=5)
+        server, _ = listener.accept()
+    with server:
+        yield client, server
+    client.close()
+
+
+def test_the_client_waits_past_a_preliminary_reply_and_owes_until_the_final(scripted_client):
+    client, server = scripted_client
+    server.sendall(b"150 Opening.\r\n226 Done.\r\n")
+    assert client.command("RETR", "f").code == 150
+    assert client.unanswered == 1                      # the 226 is still owed
+    assert client.read_reply().code == 226
+    assert client.unanswered == 0
+
+
+def test_the_client_reads_a_transfer_and_its_abor_in_turn(scripted_client):
+    """After Ctrl-C, one command owes two replies: the transfer's, then ABOR's."""
+    client, server = scripted_client
+    server.sendall(b"150 Opening.\r\n")
+    assert client.command("RETR", "f").code == 150
+    server.sendall(b"426 Aborted.\r\n226 ABOR successful.\r\n")
+    assert [reply.code for reply in client.abort()] == [426, 226]
+    assert client.unanswered == 0
+
+
+def test_a_reply_that_cannot_answer_the_command_closes_the_client(scripted_client):
+    from solutions.ftpclient import ConnectionLost
+    client, server = scripted_client
+    server.sendall(b"150 Not a NOOP reply.\r\n")
+    with pytest.raises(ConnectionLost, match="makes no sense"):
+        client.command("NOOP")
+    assert client.control is None                      # out of step: closed
+
+
+def test_the_client_stops_after_421(scripted_client):
+    from solutions.ftpclient import ConnectionLost
+    client, server = scripted_client
+    server.sendall(b"421 Shutting down.\r\n")
+    with pytest.raises(ConnectionLost, match="421"):
+        client.command("NOOP")
+    with pytest.raises(ConnectionLost, match="closed the session"):
+        client.command("NOOP")
