@@ -120,6 +120,19 @@ def _limit_resources() -> None:         # runs in the child between fork and exe
 
 # --- the sandbox of one grading ----------------------------------------------------
 
+def _temp_root_others_can_reach() -> str:
+    """The temporary folder, if the student user can walk down to it; else /tmp.
+
+    A grader often runs inside a private 0700 temporary folder (pytest's, a
+    batch grading's): the unprivileged student user could not reach its own
+    files below it, and the student's Python would fail to open them.
+    """
+    place = Path(tempfile.gettempdir()).resolve()
+    if all(os.stat(folder).st_mode & 0o001 for folder in (place, *place.parents)):
+        return str(place)
+    return "/tmp"
+
+
 class Sandbox:
     """The copy of the submission, the student user, and the processes started."""
 
@@ -130,7 +143,7 @@ class Sandbox:
         self._lock = None
         if self.isolated:
             self.user, self.uid, self.gid, self._lock = claim_student_user()
-        self.base = Path(tempfile.mkdtemp(prefix="ftpkit-grading-"))
+        self.base = Path(tempfile.mkdtemp(prefix="ftpkit-grading-", dir=_temp_root_others_can_reach()))
         os.chmod(self.base, 0o711)     # the student may reach its own folders here, not list them
         self.code = self.base / "code"
         self._copy_code(directory)
