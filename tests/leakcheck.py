@@ -205,8 +205,14 @@ def process_namespace_inode(pid: int) -> int | None:
 
 
 def leftovers(folder: Path) -> list[str]:
+    """What is left in the run's private temporary folder.
+
+    ``pytest-of-USER`` is the basetemp of the pytest runs that tests start
+    (a student's grading, a release's ``pytest``): pytest keeps its last three
+    on purpose, so it is pytest's, not a leak; it goes with the folder.
+    """
     try:
-        return sorted(os.listdir(folder))
+        return sorted(name for name in os.listdir(folder) if not name.startswith("pytest-of-"))
     except OSError:
         return []
 
