@@ -344,3 +344,15 @@ def test_captures_made_by_other_tools_correlate(tmp_path, tool):
     assert cov.segment_matched == cov.segment_bytes, cov.summary()
     data = [c for c in result.connections if c.channel == "data"]
     assert len(data) == 3 and all(c.has_handshake() and all(c.fin_seen) and c.causes for c in data)
+
+
+def test_record_keeps_an_older_log_instead_of_overwriting_it(tmp_path):
+    """`python -m trace.record LOG` over an existing LOG used to replace it without a word."""
+    log = tmp_path / "session.log"
+    log.write_text("an older recording\n")
+    done = subprocess.run([sys.executable, "-m", "trace.record", "--no-capture", str(log)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "session.log.old").read_text() == "an older recording\n"
+    assert f"kept it as {tmp_path / 'session.log.old'}" in done.stdout
+    assert log.read_text().startswith("{")

@@ -25,6 +25,7 @@ benchmark use it); :func:`record` wraps a session in a capture.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log = Path(args.log)
     pcap = None if args.no_capture else Path(args.capture or log.with_name("capture.pcap"))
+    _keep_the_old(log)
     if args.net:
         return _main_net(parser, args, log, pcap)
     rec = record(log, pcap)
@@ -149,6 +151,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.annotate:
             _annotate(log, pcap, Path(args.annotate))
     return status
+
+
+def _keep_the_old(log: Path) -> None:
+    """A new recording never silently replaces an older log: the older one
+    moves aside to ``NAME.old`` (one of them, the newest), and a line says so."""
+    if log.is_file():
+        old = log.with_name(log.name + ".old")
+        os.replace(log, old)
+        print(f"{log} existed: kept it as {old}")
 
 
 def _annotate(log: Path, pcap: Path, out: Path) -> None:
