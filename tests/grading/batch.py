@@ -106,6 +106,19 @@ def grader_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
 
 
+def _let_the_student_user_through(folder: Path) -> None:
+    """Make this grading's folders, up to the temporary folder they live in,
+    traversable (not listable) by others: the grader puts the sandbox of the
+    unprivileged student user in here, and removes it with the folder even
+    when a hang is killed before the grader could clean up."""
+    top = Path(tempfile.gettempdir()).resolve()
+    for place in (folder.resolve(), *folder.resolve().parents):
+        if place == top or place == place.parent:
+            break
+        mode = place.stat().st_mode
+        os.chmod(place, mode | 0o011)
+
+
 def run_grader(package: Path, results: Path, basetemp: Path, timeout: float,
                marker: str | None = None, isolation: str | None = None) -> tuple[str, dict | None]:
     """The autograder's CLI on ``package``; (status, results.json or None)."""
@@ -120,6 +133,7 @@ def run_grader(package: Path, results: Path, basetemp: Path, timeout: float,
     # removed with it, even when a hang has to be killed before it cleans up.
     scratch = basetemp.parent / "tmpdir"
     scratch.mkdir(exist_ok=True)
+    _let_the_student_user_through(scratch)
     env = dict(grader_env(), TMPDIR=str(scratch))
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
