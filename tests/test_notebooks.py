@@ -1,6 +1,7 @@
 """Every notebook runs, top to bottom, in a fresh kernel started in notebooks/,
 as a student opens it."""
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,14 @@ nbclient = pytest.importorskip("nbclient", reason="the notebook tests need nbcli
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 sys.path.insert(0, str(REPO_ROOT / "notebooks"))
 import lesson  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remove_this_processs_workdir():
+    """Importing lesson (as these tests do) made a work folder for this
+    process, which lesson removes at exit: after the leak check has looked."""
+    yield
+    shutil.rmtree(lesson.WORKDIR, ignore_errors=True)
 
 
 def test_there_are_six_notebooks():
