@@ -53,25 +53,9 @@ if str(REPO_ROOT) not in sys.path:
 MiB = 1024 * 1024
 HOST = "127.0.0.1"
 
-PYFTPDLIB_SERVER = r"""
-import logging, socket, sys
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import FTPServer, ThreadedFTPServer
-# Warnings only, as our server: logging every command would slow it down.
-logging.basicConfig(level=logging.WARNING)
-root, kind = sys.argv[1], sys.argv[2]
-authorizer = DummyAuthorizer()
-authorizer.add_anonymous(root, perm="elradfmwMT")
-FTPHandler.authorizer = authorizer
-server_class = FTPServer if kind == "async" else ThreadedFTPServer
-# The same listen backlog as our server, so a burst of logins meets the same queue.
-server = server_class(("127.0.0.1", 0), FTPHandler, backlog=socket.SOMAXCONN)
-server.max_cons = 1024
-server.max_cons_per_ip = 0
-print("listening on %s:%d" % server.address[:2], flush=True)
-server.serve_forever(handle_exit=True)
-"""
+# pyftpdlib as a server process, with the same backlog and limits as ours:
+# the one script the tests start too.
+from tests.servers import PYFTPDLIB_SERVER  # noqa: E402
 
 
 # --- servers as subprocesses ---------------------------------------------------

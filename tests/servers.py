@@ -177,17 +177,20 @@ def start_ftpkit(root: Path, workdir: Path, *extra: str, trace_log: Path | None 
 
 # --- pyftpdlib ---------------------------------------------------------------------
 
+# pyftpdlib in a process of its own (the tests' and the benchmark's).
 PYFTPDLIB_SERVER = """
 import logging, socket, sys
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import FTPServer, ThreadedFTPServer
+# Warnings only, as our server: logging every command would slow it down.
 logging.basicConfig(level=logging.WARNING)
 root, kind = sys.argv[1], sys.argv[2]
 authorizer = DummyAuthorizer()
 authorizer.add_anonymous(root, perm="elradfmwMT")
 FTPHandler.authorizer = authorizer
 server_class = FTPServer if kind == "async" else ThreadedFTPServer
+# The same listen backlog as our server, so a burst of logins meets the same queue.
 server = server_class(("127.0.0.1", 0), FTPHandler, backlog=socket.SOMAXCONN)
 server.max_cons = 1024
 server.max_cons_per_ip = 0
