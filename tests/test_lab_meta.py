@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from solutions import generate, release
+from tests.grading.sandbox import SLOT_VARIABLE, SLOTS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUGS = tomllib.loads((REPO_ROOT / "tests/grading/bugs/bugs.toml").read_text(encoding="utf-8"))["bug"]
@@ -154,7 +156,8 @@ class Grading:
         return {ex: (round(a, 3), round(b, 3)) for ex, (a, b) in table.items()}
 
 
-def grade(label: str, impl: str, workdir: Path, *selection: str, cwd: Path = REPO_ROOT) -> Grading:
+def grade(label: str, impl: str, workdir: Path, *selection: str, cwd: Path = REPO_ROOT,
+          slot: int | None = None) -> Grading:
     results = workdir / f"{label}.json"
     # Only the plugins the grader needs: the kit's other pytest plugins (notebooks,
     # benchmarks, hypothesis) take seconds to import and grade nothing.
@@ -162,7 +165,8 @@ def grade(label: str, impl: str, workdir: Path, *selection: str, cwd: Path = REP
                "--gradescope", str(results), *(["--impl", impl] if impl else []), *selection]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
+                               env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+                                        **({SLOT_VARIABLE: str(slot)} if slot is not None else {})))
     try:
         output, _ = process.communicate(timeout=GRADING_TIMEOUT)
         returncode = process.returncode
@@ -247,21 +251,30 @@ def gradings(tmp_path_factory, student_release) -> dict[str, Grading]:
         shutil.copy2(path, finished / path.name)
     jobs["release"] = ("", ())
 
+    # Two gradings per core: most of a grading's time is waiting on sockets. Each
+    # grading runs its student code as the user of a slot it holds until its
+    # survivors are counted, so no other grading's processes are counted as its own.
+    workers = max(2, 2 * (os.cpu_count() or 1))
+    slots = queue.SimpleQueue()
+    for slot in range(SLOTS - workers, SLOTS):
+        slots.put(slot)
+
     def run(item):
         label, (impl, selection) = item
         cwd = student_release if label == "release" else REPO_ROOT
-        grading = grade(label.replace(" ", "_"), impl, workdir, *selection, cwd=cwd)
-        uid = _student_uid(grading)
-        if uid is not None:
-            # Right away, and only processes started before it ended: the user may
-            # already serve the next grading of the pool.
-            grading.left = _processes_of(uid, started_before=time.time() - 0.2)
+        slot = slots.get()
+        try:
+            grading = grade(label.replace(" ", "_"), impl, workdir, *selection, cwd=cwd, slot=slot)
+            uid = _student_uid(grading)
+            if uid is not None:
+                grading.left = _processes_of(uid)
+        finally:
+            slots.put(slot)
         return label, grading
 
     # The starter alone first, so its time is measured without the pool's load.
     done = dict([run(("starter", jobs.pop("starter")))])
-    # Then two gradings per core: most of a grading's time is waiting on sockets.
-    with ThreadPoolExecutor(max_workers=max(2, 2 * (os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         done.update(pool.map(run, jobs.items()))
     if AS_ROOT:
         time.sleep(4)        # a detached cheat sleeps 2.5 s past its grading before it strikes
@@ -397,7 +410,7 @@ def _student_uid(grading: Grading) -> int | None:
     return pwd.getpwnam(match.group(1)).pw_uid if match else None
 
 
-def _processes_of(uid: int, started_before: float | None = None) -> list[str]:
+def _processes_of(uid: int) -> list[str]:
     """Live processes of a user: "pid name (state, started s ago): command line"."""
     boot = float(next(line.split()[1] for line in Path("/proc/stat").read_text().splitlines()
                       if line.startswith("btime")))
@@ -413,8 +426,6 @@ def _processes_of(uid: int, started_before: float | None = None) -> list[str]:
                 continue
             fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
             if int(fields["Uid"].split()[0]) != uid or fields["State"].strip().startswith("Z"):
-                continue
-            if started_before is not None and started > started_before:
                 continue
             found.append(f"{entry.name} {fields['Name'].strip()} ({fields['State'].strip()}, started "
                          f"{time.time() - started:.0f} s ago): {command}")

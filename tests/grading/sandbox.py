@@ -42,6 +42,7 @@ from .harness import REPO_ROOT, GradingFailure
 
 STUDENT_USER = "ftpkit-student"        # + a slot number: one user per grading running at once
 SLOTS = 32
+SLOT_VARIABLE = "FTPKIT_STUDENT_SLOT"   # set: this slot only (see claim_student_user)
 LOCK_DIR = Path("/run/ftpkit-grading")
 LIMITS = {                              # per process of the submission
     resource.RLIMIT_NPROC: 256,         # processes and threads of the student user (a fork bomb stops here)
@@ -67,9 +68,13 @@ def claim_student_user() -> tuple[str, int, int, object]:
     """A student user no other grading on this machine is using: (name, uid, gid, lock).
 
     Each grading kills every process of its user after every test, so two
-    gradings at once (a batch, the meta-tests) must never share one."""
+    gradings at once (a batch, the meta-tests) must never share one. A caller
+    that checks the user after the grading (the meta-tests look for survivors)
+    pins the slot with FTPKIT_STUDENT_SLOT, so no other grading takes the user
+    over in between."""
     LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
-    for slot in range(SLOTS):
+    pinned = os.environ.get(SLOT_VARIABLE)
+    for slot in [int(pinned)] if pinned else range(SLOTS):
         lock = open(LOCK_DIR / f"slot{slot}.lock", "w")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -79,6 +84,8 @@ def claim_student_user() -> tuple[str, int, int, object]:
         name = f"{STUDENT_USER}{slot}"
         user = _ensure_user(name)
         return name, user.pw_uid, user.pw_gid, lock
+    if pinned:
+        raise RuntimeError(f"student user {STUDENT_USER}{pinned} ({SLOT_VARIABLE}) is busy with another grading")
     raise RuntimeError(f"all {SLOTS} student users are busy: too many gradings at once")
 
 
