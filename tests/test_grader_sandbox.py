@@ -109,6 +109,22 @@ def test_as_root_the_child_is_the_student_user_and_cannot_reach_the_kit(child, t
 
 
 @needs_root
+def test_as_root_the_child_has_no_privilege_left_and_cannot_touch_the_fork_server(child):
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{child.process.pid}/status").read_text().splitlines())
+    for capabilities in ("CapPrm", "CapEff", "CapAmb"):
+        assert int(status[capabilities], 16) == 0, f"{capabilities}: {status[capabilities].strip()}"
+    assert status["NoNewPrivs"].strip() == "1", "a set-uid program could give the student's code privileges"
+    assert status["Groups"].strip() == "", "the child kept the grader's groups"
+    # The fork server that made it runs as root (the namespace's unshare and shell
+    # exec it: it has their pid): the student's code cannot signal it.
+    fork_server = child.sandbox.launcher.process.pid
+    assert Path(f"/proc/{fork_server}/status").read_text().count("Uid:\t0\t") == 1
+    with pytest.raises(StudentError) as caught:
+        child.module("helper").os.kill(fork_server, 0)
+    assert caught.value.is_a("PermissionError"), caught.value
+
+
+@needs_root
 def test_nothing_of_the_student_survives_a_test(child):
     os_module = child.module("helper").os
     # A process in a session of its own, detached from the child: it would outlive the test.

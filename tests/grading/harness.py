@@ -19,6 +19,7 @@ the expectation that failed.
 from __future__ import annotations
 
 import ftplib
+import functools
 import hashlib
 import io
 import json
@@ -394,6 +395,7 @@ class Trace:
 
 # --- files to move ----------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)     # the same few payloads in every test: made once a grading
 def binary_payload(size: int, seed: int = 1) -> bytes:
     """Bytes that a text-mode copy would damage: every byte value, CR LF pairs,
     lone CRs and LFs, and invalid UTF-8, in a pattern that is not periodic."""

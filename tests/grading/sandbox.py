@@ -35,10 +35,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from .harness import REPO_ROOT, GradingFailure
+from .launcher import Forked, Launcher
 
 STUDENT_USER = "ftpkit-student"        # + a slot number: one user per grading running at once
 SLOTS = 32
@@ -52,6 +54,7 @@ LIMITS = {                              # per process of the submission
     resource.RLIMIT_NOFILE: 1024,
 }
 DRIVER = Path(__file__).with_name("driver.py")
+FORKSERVER = Path(__file__).with_name("forkserver.py")
 CALL_TIMEOUT = 8.0                      # seconds one call into the student's code may take (its sockets time out in 3)
 CAP = 2000                              # characters of student text the grader passes on
 WEAKER = ("ftpkit grader: isolation is weaker: not root (or --isolation off), so student code runs as this "
@@ -167,6 +170,11 @@ class Sandbox:
             # behind: whatever still runs as this user now is nobody's, and goes.
             self.kill_all()
         self.executable = self._student_python() if self.isolated else sys.executable
+        # Every process of the submission is forked from here (see forkserver.py):
+        # in the namespace, dropping to the student user itself.
+        self.launcher = Launcher(self.executable, self._namespace(), self.uid if self.isolated else -1,
+                                 self.gid if self.isolated else -1, LIMITS, self.code / "_ftpkit_forkserver.py",
+                                 self.code, self.environment(self.base), self.base)
 
     def _copy_code(self, directory: Path) -> None:
         """The submission and the kit's trace package, readable, owned by root."""
@@ -174,6 +182,7 @@ class Sandbox:
         shutil.copytree(directory, self.code / self.package, ignore=ignore, symlinks=False)
         shutil.copytree(REPO_ROOT / "trace", self.code / "trace", ignore=ignore)
         shutil.copy2(DRIVER, self.code / "_ftpkit_driver.py")
+        shutil.copy2(FORKSERVER, self.code / "_ftpkit_forkserver.py")
         (self.code / "_ftpkit_run.py").write_text(RUN_MODULE, encoding="utf-8")
         compileall.compile_dir(str(self.code), quiet=2, workers=1)   # the student user cannot write .pyc
         for folder, dirs, files in os.walk(self.code):
@@ -251,37 +260,52 @@ class Sandbox:
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                 "HOME": str(home), "TMPDIR": str(home), "PYTHONIOENCODING": "utf-8"}
 
+    def _namespace(self) -> list[str]:
+        """The prefix that runs a command in a mount namespace with the kit hidden (as root)."""
+        if not (self.isolated and self.namespaces):
+            return []
+        mounts = " && ".join(f"mount -t tmpfs -o size=4k,mode=0555 ftpkit-hidden {_quote(p)}" for p in self.hidden)
+        script = (f"{mounts} && " if mounts else "") + 'exec "$@"'
+        return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"]
+
     def command(self, argv: list[str]) -> list[str]:
         """Wrap argv: as root, a mount namespace with the kit hidden, then the student user."""
         if not self.isolated:
             return argv
-        if not self.namespaces:
-            return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--inh-caps=-all",
-                    "--", *argv]
-        mounts = " && ".join(f"mount -t tmpfs -o size=4k,mode=0555 ftpkit-hidden {_quote(p)}" for p in self.hidden)
-        script = (f"{mounts} && " if mounts else "") + \
-            f'exec setpriv --reuid={self.uid} --regid={self.gid} --clear-groups --inh-caps=-all -- "$@"'
-        return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", *argv]
+        return [*self._namespace(), "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
+                "--inh-caps=-all", "--", *argv]
 
     def python(self, module: str, args: list[str]) -> list[str]:
         """``python -m module args`` from the sandbox's copy, and nothing else of the kit."""
         return [self.executable, "-I", "-u", str(self.code / "_ftpkit_run.py"), module, *args]
 
-    def start(self, argv: list[str], cwd: Path, stdout, stderr, stdin=subprocess.DEVNULL,
-              pass_fds=()) -> subprocess.Popen:
-        process = subprocess.Popen(self.command(argv), cwd=cwd, env=self.environment(cwd), stdout=stdout,
-                                   stderr=stderr, stdin=stdin, pass_fds=pass_fds, start_new_session=True,
-                                   preexec_fn=_limit_resources)
+    def start(self, argv: list[str], cwd: Path, stdout, stderr, stdin=subprocess.DEVNULL, pass_fds=()) -> Forked:
+        """Start ``python -I -u SCRIPT ARGS`` of the submission (``self.python`` or the
+        driver): stdout a file, stderr a file or STDOUT, stdin DEVNULL or a descriptor."""
+        python, *flags, script = argv[:4]
+        if python != self.executable or flags != ["-I", "-u"]:
+            raise ValueError(f"the sandbox runs only `{self.executable} -I -u SCRIPT ...`, not {argv[:4]}")
+        with open(os.devnull, "rb") as devnull:
+            files = {0: devnull.fileno() if stdin == subprocess.DEVNULL else stdin,
+                     1: stdout.fileno(),
+                     2: stdout.fileno() if stderr == subprocess.STDOUT else stderr.fileno(),
+                     **{fd: fd for fd in pass_fds}}
+            process = self.launcher.start([script, *argv[4:]], cwd, self.environment(cwd), files)
         self.processes.append(process)
         self.sessions.add(process.pid)
         return process
 
     def run(self, argv: list[str], cwd: Path, input: str, timeout: float) -> subprocess.CompletedProcess:
-        """Run a program of the submission to its end (its output capped)."""
+        """Run a program of the submission to its end, ``input`` on its stdin (its output capped)."""
+        read_end, write_end = os.pipe()
         with tempfile.TemporaryFile() as out:
-            process = self.start(argv, cwd, out, subprocess.STDOUT, stdin=subprocess.PIPE)
             try:
-                process.communicate(input.encode("utf-8"), timeout=timeout)
+                process = self.start(argv, cwd, out, subprocess.STDOUT, stdin=read_end)
+            finally:
+                os.close(read_end)
+            threading.Thread(target=_write_and_close, args=(write_end, input.encode("utf-8")), daemon=True).start()
+            try:
+                process.wait(timeout=timeout)
             finally:
                 self.kill_all()
             out.seek(0)
@@ -354,6 +378,7 @@ class Sandbox:
 
     def close(self) -> None:
         self.kill_all()
+        self.launcher.close()
         shutil.rmtree(self.base, ignore_errors=True)
         for path, mode in self._modes.items():
             try:
@@ -368,6 +393,14 @@ class Sandbox:
 
     def driver(self, cwd: Path) -> "Child":
         return Child(self, cwd)
+
+
+def _write_and_close(fd: int, data: bytes) -> None:
+    try:
+        with open(fd, "wb") as pipe:
+            pipe.write(data)
+    except OSError:                 # the program ended without reading it all
+        pass
 
 
 def _quote(path: Path) -> str:
