@@ -103,6 +103,13 @@ class Servers:
 
 
 def run_command(command: str, cwd: Path, env: dict, servers: Servers) -> dict:
+    started = time.monotonic()
+    result = _run_command(command, cwd, env, servers)
+    result["seconds"] = round(time.monotonic() - started, 2)      # where a slow document's time goes
+    return result
+
+
+def _run_command(command: str, cwd: Path, env: dict, servers: Servers) -> dict:
     if is_server(command):
         return servers.start(command, cwd, env)
     interactive = is_interactive_client(command)

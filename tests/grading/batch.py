@@ -122,8 +122,10 @@ def _let_the_student_user_through(folder: Path) -> None:
 def run_grader(package: Path, results: Path, basetemp: Path, timeout: float,
                marker: str | None = None, isolation: str | None = None) -> tuple[str, dict | None]:
     """The autograder's CLI on ``package``; (status, results.json or None)."""
+    # Of the installed pytest plugins only the one the grader needs: the others
+    # (notebooks, benchmarks...) take a second or more to import and grade nothing.
     command = [sys.executable, "-m", "pytest", "tests/grading", "--impl", str(package),
-               "--gradescope", str(results), "-q", "-p", "no:cacheprovider",
+               "--gradescope", str(results), "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
                "--basetemp", str(basetemp)]
     if marker:
         command += ["-m", marker]
@@ -134,7 +136,7 @@ def run_grader(package: Path, results: Path, basetemp: Path, timeout: float,
     scratch = basetemp.parent / "tmpdir"
     scratch.mkdir(exist_ok=True)
     _let_the_student_user_through(scratch)
-    env = dict(grader_env(), TMPDIR=str(scratch))
+    env = dict(grader_env(), TMPDIR=str(scratch), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
