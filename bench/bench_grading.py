@@ -73,7 +73,8 @@ def grade(folder: Path, jobs: int, isolation: str | None) -> tuple[float, list]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/bench_grading.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 bugs instead of all")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="gradings at a time (default: cores)")
+    parser.add_argument("--jobs", type=int, default=batch.DEFAULT_JOBS,
+                        help="gradings at a time (default: the batch grader's, 2 x cores)")
     args = parser.parse_args(argv)
     root = os.geteuid() == 0
     has_option = isolation_option_exists()

@@ -14,7 +14,9 @@ Each submission is graded by the autograder's own command line, in a process
 of its own (``pytest tests/grading --impl PATH --gradescope results.json``),
 which runs the student's code isolated as the grader does; this module never
 imports or runs student code itself. Several are graded at a time
-(``--jobs``, default: the number of cores), each within ``--timeout``
+(``--jobs``, default: twice the number of cores: a grading spends much
+of its time waiting, on sockets and on the timeouts that catch a hang),
+each within ``--timeout``
 seconds, with a progress bar.
 
 The gradebook CSV has a row per student: points per exercise, the total and
@@ -45,6 +47,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 EXERCISES = ["ex1", "ex2", "ex3", "ex4", "ex5", "ex6"]
+DEFAULT_JOBS = 2 * (os.cpu_count() or 1)
 DEFAULT_TIMEOUT = 600.0          # seconds for one submission (each test has its own limit too)
 OUTPUT_LIMIT = 4000              # characters of a failing test's output kept in a report
 DIAGRAMS_PER_REPORT = 12         # session diagrams drawn per student (the first failing tests)
@@ -355,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("submissions", nargs="?", type=Path, help="a folder with one folder per student")
     parser.add_argument("--out", type=Path, default=Path("gradebook.csv"), help="the gradebook CSV to write")
     parser.add_argument("--reports", type=Path, help="write an HTML report per student into this folder")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="gradings at a time (default: cores)")
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="gradings at a time (default: 2 x cores)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds for one submission")
     parser.add_argument("-m", dest="marker", help="grade only these exercises, e.g. 'ex1 or ex2'")
     parser.add_argument("--one", type=Path, metavar="SUBMISSION", help="grade one submission (with --results)")

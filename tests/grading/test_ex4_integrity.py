@@ -126,9 +126,12 @@ def test_client_shell_reports_integrity_and_failures(impl, sandbox, files, workd
     (workdir / "mine.txt").write_bytes(content["notes.txt"])
     sandbox.give(workdir)
     commands = "get binary.bin\nget missing.bin\nput mine.txt\nls\nquit\n"
-    steps.note(f"python -m {impl.package}.client {server.host} {server.port} with stdin {commands!r}")
+    # The program's own --timeout as short as the grader's: a client that waits for
+    # a reply it never recognises gives up in seconds, not in the default 30.
+    arguments = ["--timeout", f"{IO_TIMEOUT:g}", server.host, str(server.port)]
+    steps.note(f"python -m {impl.package}.client {' '.join(arguments)} with stdin {commands!r}")
     try:
-        run = sandbox.run(sandbox.python(f"{impl.package}.client", [server.host, str(server.port)]),
+        run = sandbox.run(sandbox.python(f"{impl.package}.client", arguments),
                           cwd=workdir, input=commands, timeout=15)
     except subprocess.TimeoutExpired:
         raise GradingFailure("the client program runs the commands and exits", "exit within 15 s",
