@@ -32,9 +32,8 @@ def test_there_are_six_notebooks():
     assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_in_a_fresh_kernel(path: Path):
+def run_notebook(path: Path) -> tuple[object, str]:
+    """Execute a notebook in a fresh kernel started in its folder: (notebook, its printed text)."""
     notebook = nbformat.read(path, as_version=4)
     started = time.monotonic()
     nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3",
@@ -43,13 +42,40 @@ def test_notebook_runs_in_a_fresh_kernel(path: Path):
     assert took < 60, f"{path.name} took {took:.0f} s"
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    return notebook, "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_a_fresh_kernel(path: Path):
+    notebook, text = run_notebook(path)
     # Each notebook says plainly whether it ran live, captured, or on the sample.
     assert "Live session" in text or "recorded sample" in text
     # Every question cell ran its check (the placeholders are unanswered).
     questions = sum(1 for cell in notebook.cells if cell.cell_type == "code" and "check(answer" in cell.source)
     assert questions >= 1 and text.count("Not answered yet") == questions
     # The kernel is gone, and its work folder with it.
+    assert not dead_kernels_folders()
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory) -> dict[str, Path]:
+    from tests.release_helpers import make_release
+    folder = tmp_path_factory.mktemp("releases")
+    return {"starter": make_release(folder / "starter"), "solved": make_release(folder / "solved", solved=True)}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind, shown", [("starter", "Showing the recorded reference session"),
+                                         ("solved", "Showing your lab/'s own session")])
+@pytest.mark.parametrize("stem", ["03_integrity_and_errors", "04_concurrency"])
+def test_in_a_release_the_notebook_shows_the_lab_where_it_runs_and_the_recording_otherwise(releases, kind, shown,
+                                                                                           stem):
+    # These two notebooks drive the implementation themselves (the client
+    # library, four clients at once): in a release that is the student's lab/.
+    notebook, text = run_notebook(releases[kind] / "notebooks" / f"{stem}.ipynb")
+    assert text.count(shown) >= 1, text[:3000]
+    assert ("Showing your lab/" in text) == (kind == "solved"), text[:3000]
     assert not dead_kernels_folders()
 
 

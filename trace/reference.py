@@ -16,6 +16,8 @@ reference as root, in ``trace/samples/reference/``:
                  TCP is happy, the SHA-256 is not (the demo has the missing file, 550)
     dropped      a download whose data connection the server resets (426)
     concurrency  four clients at once, each a put, a get and an ls
+    failures     the client library driven step by step: a missing file (550),
+                 RETR with no PASV or PORT first (425), a dropped download (426)
 
 The demo and the notebooks run a session live, with the student's ``lab/``
 in a release; :func:`live_or_recorded` keeps the live session when its
@@ -53,6 +55,7 @@ class Scenario:
     clients: int = 1
     server_files: dict = field(default_factory=lambda: {"photo.bin": PHOTO_SIZE})
     client_files: dict = field(default_factory=lambda: {"notes.txt": NOTES})
+    library: bool = False                # driven through the client library, not the shell (drive_failures)
 
 
 def _demo_script() -> tuple[str, ...]:
@@ -70,6 +73,9 @@ SCENARIOS = {s.name: s for s in [
              server_args=("--fault-drop-after", "100000")),
     Scenario("concurrency", ("put notes.txt", "get photo.bin", "ls", "quit"), "exercises 1-5",
              clients=4),
+    # Driven through the client library: its "script" is the calls it makes, in words.
+    Scenario("failures", ("command RETR missing.bin", "command RETR photo.bin", "get photo.bin", "quit"),
+             "exercises 1-3", server_args=("--fault-drop-after", "100000"), library=True),
 ]}
 
 
@@ -140,7 +146,7 @@ def live_or_recorded(name: str, run: Callable[[], object], log, pcap=None, *, pa
     try:
         run()
         problem = differs(name, log)
-    except (subprocess.TimeoutExpired, RuntimeError, OSError) as err:
+    except Exception as err:          # the student's code may fail in any way: that is the point
         problem = f"it did not run ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
     if problem is None:
         if say:
@@ -155,18 +161,17 @@ def live_or_recorded(name: str, run: Callable[[], object], log, pcap=None, *, pa
 
 # --- recording ----------------------------------------------------------------------------
 
-def record_scenario(scenario: Scenario, directory: Path) -> tuple[Path, Path | None]:
-    """Record one scenario with this kit's implementation, captured if this machine may."""
-    from .record import capturing, put_files, run_client, run_session, serving
-    log, pcap = directory / f"{scenario.name}.log", directory / f"{scenario.name}.pcap"
-    for path in (log, pcap):
-        path.unlink(missing_ok=True)
-
-    def run():
-        if scenario.clients == 1:
-            return run_session(log, list(scenario.script), scenario.server_files, scenario.client_files,
-                               server_args=scenario.server_args)
-        with tempfile.TemporaryDirectory(prefix="ftpkit-reference-") as tmp:
+def run_scenario(scenario: Scenario, log, workdir=None) -> None:
+    """Run one scenario with this kit's implementation (the reference, or
+    lab/ in a release), every program tracing into ``log``."""
+    from .launch import put_files, run_client, run_session, serving
+    if scenario.library:
+        drive_failures(log, workdir=workdir)
+    elif scenario.clients == 1:
+        run_session(log, list(scenario.script), scenario.server_files, scenario.client_files,
+                    server_args=scenario.server_args, workdir=workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="ftpkit-reference-", dir=workdir) as tmp:
             root = Path(tmp, "server")
             root.mkdir()
             put_files(root, scenario.server_files)
@@ -180,8 +185,63 @@ def record_scenario(scenario: Scenario, directory: Path) -> tuple[Path, Path | N
                 for client in clients:
                     client.communicate(timeout=120)
 
+
+def drive_failures(log, download_to=None, workdir=None) -> None:
+    """The ``failures`` scenario: this process is the client, through the
+    client library, against a server that drops every data connection after
+    100,000 bytes. It asks for a missing file (550), sends RETR with no PASV
+    or PORT before it (425), then gets a file the server breaks (426)."""
+    import importlib
+    from . import tracer
+    from .launch import IMPLEMENTATION, put_files, serving
+    ftpclient = importlib.import_module(f"{IMPLEMENTATION}.ftpclient")
+    scenario = SCENARIOS["failures"]
+    with tempfile.TemporaryDirectory(prefix="ftpkit-reference-", dir=workdir) as tmp:
+        root = Path(tmp, "server")
+        root.mkdir()
+        put_files(root, scenario.server_files)
+        with serving(log, root, scenario.server_args) as port:
+            tracer.start(log, "client")
+            try:
+                client = ftpclient.FtpClient("127.0.0.1", port)
+                client.connect()
+                client.login()
+                client.command("RETR", "missing.bin")
+                client.command("RETR", "photo.bin")
+                try:
+                    client.get("photo.bin", str(download_to or Path(tmp, "photo.bin")))
+                except ftpclient.FtpError:
+                    pass                  # the 426: what this scenario is for
+                client.quit()
+            finally:
+                tracer.stop()
+
+
+def failed_replies(log) -> list[tuple[str, int, str]]:
+    """(command, code, reply line) of every 4xx and 5xx reply the client got, in order."""
+    from .reader import load
+    rows, asked = [], {}
+    for event in load(log):
+        if event.get("role") != "client":
+            continue
+        if event["type"] == "command":
+            asked[event.get("pid")] = event.get("text", "")
+        elif event["type"] == "reply" and isinstance(event.get("code"), int) and event["code"] >= 400:
+            line = event.get("text", "")
+            if not line.startswith(str(event["code"])):
+                line = f"{event['code']} {line}".strip()
+            rows.append((asked.get(event.get("pid"), "(greeting)"), event["code"], line))
+    return rows
+
+
+def record_scenario(scenario: Scenario, directory: Path) -> tuple[Path, Path | None]:
+    """Record one scenario with this kit's implementation, captured if this machine may."""
+    from .record import capturing
+    log, pcap = directory / f"{scenario.name}.log", directory / f"{scenario.name}.pcap"
+    for path in (log, pcap):
+        path.unlink(missing_ok=True)
     with capturing(pcap, log=log, say=None) as capture:
-        run()
+        run_scenario(scenario, log)
     return log, (pcap if capture is not None else None)
 
 
