@@ -47,7 +47,7 @@ REPO_ROOT = SOLUTIONS.parent
 LAB = REPO_ROOT / "lab"
 
 # Modules of solutions/ that are tools for the kit, not part of the lab.
-TOOLS = {"generate.py", "release.py", "gradescope.py"}
+TOOLS = {"generate.py", "release.py", "gradescope.py", "kitfiles.py"}
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:[ \t]+(?P<exercise>ex\d+)(?::[ \t]*(?P<hint>.*?))?)?[ \t]*$")
 END = re.compile(r"^[ \t]*### END SOLUTION[ \t]*$")

@@ -31,9 +31,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import release
+from .kitfiles import EXCLUDED_PARTS, REPO_ROOT, candidate_files
 
-REPO_ROOT = release.REPO_ROOT
 TEMPLATES = Path(__file__).resolve().parent / "gradescope_templates"
 SCRIPTS = ("setup.sh", "run_autograder")
 
@@ -56,8 +55,8 @@ EXCLUDED_PREFIXES = ("tests/grading/bugs/", "tests/grading/cheats/", "trace/samp
 
 def bundle_files(root: Path = REPO_ROOT) -> list[str]:
     chosen = []
-    for name in release.candidate_files(root):
-        if release.EXCLUDED_PARTS & set(name.split("/")):
+    for name in candidate_files(root):
+        if EXCLUDED_PARTS & set(name.split("/")):
             continue
         if name in INCLUDED_FILES or (name.startswith(INCLUDED_PREFIXES) and not name.startswith(EXCLUDED_PREFIXES)):
             chosen.append(name)

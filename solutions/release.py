@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from . import generate
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from . import generate, gradescope
+from .kitfiles import EXCLUDED_PARTS, REPO_ROOT, candidate_files
 
 # The release's README, written over the kit's (which is the instructor's).
 RELEASE_README = Path(__file__).resolve().parent / "release_README.md"
@@ -53,18 +51,6 @@ EXCLUDED_PREFIXES = (
     ".pytest_cache/",
     ".hypothesis/",
 )
-EXCLUDED_PARTS = {"__pycache__", ".ipynb_checkpoints"}
-
-
-def candidate_files(root: Path = REPO_ROOT) -> list[str]:
-    """The kit's files: what git tracks or would track, else everything."""
-    try:
-        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                                cwd=root, capture_output=True, check=True).stdout.decode().split("\0")
-        files = [name for name in listed if name and (root / name).is_file()]
-    except (OSError, subprocess.CalledProcessError):
-        files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
-    return sorted(set(files))
 
 
 def plan(root: Path = REPO_ROOT) -> tuple[list[str], list[str]]:
@@ -108,7 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.destination is None and args.gradescope is None:
         parser.error("give a destination folder, or --gradescope ZIP, or both")
     if args.gradescope is not None:
-        from . import gradescope
         try:
             generate.write()               # the bundle's grader matches the current lab
             names = gradescope.build(args.gradescope)
