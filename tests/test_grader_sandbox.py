@@ -115,6 +115,9 @@ def test_as_root_the_child_has_no_privilege_left_and_cannot_touch_the_fork_serve
         assert int(status[capabilities], 16) == 0, f"{capabilities}: {status[capabilities].strip()}"
     assert status["NoNewPrivs"].strip() == "1", "a set-uid program could give the student's code privileges"
     assert status["Groups"].strip() == "", "the child kept the grader's groups"
+    # The student's process as an exec would leave it: /proc/PID and what is in it are the student's.
+    for path in (f"/proc/{child.process.pid}", f"/proc/{child.process.pid}/status"):
+        assert Path(path).stat().st_uid == child.sandbox.uid, path
     # The fork server that made it runs as root (the namespace's unshare and shell
     # exec it: it has their pid): the student's code cannot signal it.
     fork_server = child.sandbox.launcher.process.pid
