@@ -11,13 +11,15 @@ sandbox; every process of the submission is killed when the test ends.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from .harness import (IO_TIMEOUT, FtplibClient, Probe, Process, PyftpdlibServer, ReferenceClient,
+from .harness import (IO_TIMEOUT, REPO_ROOT, FtplibClient, Probe, Process, PyftpdlibServer, ReferenceClient,
                       make_files, reference_available)
-from .sandbox import Sandbox
+from .launcher import Launcher
+from .sandbox import FORKSERVER, Sandbox
 
 
 @pytest.fixture(scope="session")
@@ -94,14 +96,28 @@ def student_server(impl, sandbox, student_area, workdir, steps, request):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def reference_launcher(request, tmp_path_factory):
+    """A fork server that imported the reference server once (see forkserver.py):
+    each reference server of the grading is a fork of it, not a fresh Python."""
+    if not reference_available():
+        yield None
+        return
+    launcher = Launcher(sys.executable, [], -1, -1, {}, FORKSERVER, REPO_ROOT, request.config._ftpkit_impl.env(),
+                        tmp_path_factory.mktemp("reference"), modules=("solutions.server",))
+    yield launcher
+    launcher.close()
+
+
 @pytest.fixture
-def reference_server(impl, grader_dir, steps):
+def reference_server(impl, grader_dir, steps, reference_launcher):
     """Factory: the reference server (the kit's solutions, or pyftpdlib in a release)."""
     started = []
 
     def start(root: Path):
-        if reference_available():
-            server = Process("the reference server", "solutions", impl.env(), root, grader_dir, steps)
+        if reference_launcher is not None:
+            server = Process("the reference server", "solutions", impl.env(), root, grader_dir, steps,
+                             launcher=reference_launcher)
         else:
             server = PyftpdlibServer(root, steps)
         started.append(server)

@@ -8,7 +8,7 @@ grader asks for: the child drops to the student user, takes its limits, its
 folder, its environment and its files, and runs the script as ``python -I
 -u SCRIPT ARGS`` would. A fork costs a few milliseconds.
 
-    python -I -u -B forkserver.py SOCKET_FD UID GID LIMITS_JSON PRELOAD_DIR
+    python -I -u -B forkserver.py SOCKET_FD UID GID LIMITS_JSON PRELOAD_DIR [MODULE...]
 
 It runs as the grader's user (root when isolating), never as the student,
 so a submission can neither signal it nor write its memory; it runs no
@@ -16,15 +16,18 @@ student code itself, and every child closes the fork server's socket before
 it does. The grader speaks to it over a SOCK_SEQPACKET socket, one JSON
 message each way, the files travelling as SCM_RIGHTS:
 
-    -> {"argv": [SCRIPT, ARG...], "cwd": DIR, "env": {...}, "fds": [0, 1, 2, ...]}  + the files
+    -> {"argv": [SCRIPT or "-m" MODULE, ARG...], "cwd": DIR, "env": {...}, "fds": [0, 1, 2, ...],
+        "path": [DIR...] (optional: put first on sys.path)}  + the files
     <- {"pid": PID}                   or  {"error": TEXT}
     <- {"exited": PID, "returncode": N}    whenever a child ends (-N: killed by signal N)
 
 UID -1 keeps the user (the grader is not root: isolation is weaker anyway).
 When the grader closes the socket, the fork server ends.
 
-Only the standard library and the kit's ``trace`` (in PRELOAD_DIR) are
-imported here, never the submission.
+Only the standard library, the kit's ``trace`` (in PRELOAD_DIR) and the
+MODULEs named are imported here, never the submission. The grader runs a
+second fork server, for the reference server (MODULE solutions.server), as
+itself and outside any sandbox.
 """
 
 import json
@@ -50,7 +53,7 @@ def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     uid, gid = int(sys.argv[2]), int(sys.argv[3])
     limits = {int(k): v for k, v in json.loads(sys.argv[4]).items()}
-    preload(sys.argv[5])
+    preload(sys.argv[5], sys.argv[6:])
     # A child's end wakes the loop below through this pipe.
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -85,9 +88,9 @@ def main() -> None:
             pass
 
 
-def preload(directory: str) -> None:
+def preload(directory: str, more: list[str]) -> None:
     sys.path.insert(0, directory)
-    for name in PRELOAD:
+    for name in PRELOAD + more:
         try:
             __import__(name)
         except ImportError:
@@ -142,6 +145,7 @@ def fork_child(request: dict, fds: list[int], control, uid: int, gid: int, limit
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        sys.path[0:0] = request.get("path", [])
         apply_limits(limits)
         drop_privileges(uid, gid)
     except BaseException as error:
@@ -205,14 +209,19 @@ def drop_privileges(uid: int, gid: int) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """Run SCRIPT as `python -I -u SCRIPT ARGS` would, and return its exit status."""
+    """Run ``[SCRIPT, ARG...]`` or ``["-m", MODULE, ARG...]`` as `python -I -u` would,
+    and return its exit status."""
     import atexit
     import runpy
     import threading
-    sys.argv = argv
     code = 0
     try:
-        runpy.run_path(argv[0], run_name="__main__")
+        if argv[0] == "-m":             # python -m MODULE ARGS
+            sys.argv = argv[1:]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = argv
+            runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as exit:
         code = exit_status(exit.code)
     except BaseException:

@@ -448,7 +448,7 @@ class Process:
     student's in the sandbox (``sandbox``), the reference as the grader."""
 
     def __init__(self, label: str, package: str, env: dict | None, root: Path, workdir: Path,
-                 steps: Steps, *extra: str, traced: bool = True, sandbox=None):
+                 steps: Steps, *extra: str, traced: bool = True, sandbox=None, launcher=None):
         self.label = label
         self.sandbox = sandbox
         workdir.mkdir(parents=True, exist_ok=True)
@@ -464,6 +464,11 @@ class Process:
             if sandbox is not None:
                 self.process = sandbox.start(sandbox.python(f"{package}.server", arguments + ["0"]), workdir,
                                              out, err)
+            elif launcher is not None:          # the reference, forked from a process that imported it once
+                with open(os.devnull, "rb") as devnull:
+                    self.process = launcher.start(["-m", f"{package}.server", *arguments, "0"], workdir, env,
+                                                  {0: devnull.fileno(), 1: out.fileno(), 2: err.fileno()},
+                                                  path=[REPO_ROOT])
             else:
                 self.process = subprocess.Popen([sys.executable, "-m", f"{package}.server", *arguments, "0"],
                                                 cwd=workdir, env=env, stdout=out, stderr=err,

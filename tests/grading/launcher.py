@@ -67,10 +67,10 @@ class Launcher:
     """Starts the fork server with ``wrap`` (the sandbox's namespace) and talks to it."""
 
     def __init__(self, python: str, wrap: list[str], uid: int, gid: int, limits: dict, script: Path,
-                 preload: Path, env: dict, cwd: Path):
+                 preload: Path, env: dict, cwd: Path, modules: tuple[str, ...] = ()):
         self._socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = [*wrap, python, "-I", "-u", "-B", str(script), str(theirs.fileno()), str(uid), str(gid),
-                json.dumps({int(k): v for k, v in limits.items()}), str(preload)]
+                json.dumps({int(k): v for k, v in limits.items()}), str(preload), *modules]
         self.process = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), env=env, cwd=cwd,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
@@ -78,9 +78,11 @@ class Launcher:
         self._children: dict[int, Forked] = {}
         self._ended: dict[int, int] = {}        # ends reported before their pid was known here
 
-    def start(self, argv: list[str], cwd: Path, env: dict, files: dict[int, int]) -> Forked:
-        """Run ``argv`` (``[SCRIPT, ARG...]``) with ``files`` {descriptor in the child: ours}."""
-        request = json.dumps({"argv": argv, "cwd": str(cwd), "env": env, "fds": list(files)}).encode()
+    def start(self, argv: list[str], cwd: Path, env: dict, files: dict[int, int], path: list[str] = ()) -> Forked:
+        """Run ``argv`` (``[SCRIPT, ARG...]`` or ``["-m", MODULE, ARG...]``) with ``files``
+        {descriptor in the child: ours}, ``path`` first on its sys.path."""
+        request = json.dumps({"argv": argv, "cwd": str(cwd), "env": env, "fds": list(files),
+                              "path": [str(p) for p in path]}).encode()
         with self._lock:
             try:
                 socket.send_fds(self._socket, [request], list(files.values()))
