@@ -12,7 +12,9 @@ tests.grading.batch`, every exercise, `--jobs` at a time), and prints:
 - submissions per minute, with isolation on (the grader's default: as root,
   student code runs sandboxed) and off (`--isolation off`), side by side in
   one run, and their ratio;
-- the time of one full-marks grading (the solutions alone, one job).
+- the time of one full-marks grading (the solutions alone, one job);
+- submissions per minute for a class of finished labs (``--finished N``
+  copies of the solutions), the fast case beside the planted bugs' slow one.
 
 The goal: a class of 300 in at most 15 minutes on 2 cores, that is 20
 submissions a minute or better. The machine is shared and noisy: the figures
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 bugs instead of all")
     parser.add_argument("--jobs", type=int, default=batch.DEFAULT_JOBS,
                         help="gradings at a time (default: the batch grader's, 2 x cores)")
+    parser.add_argument("--finished", type=int, default=12, metavar="N",
+                        help="also grade a class of N finished labs (the solutions), isolation on (0: skip)")
     args = parser.parse_args(argv)
     root = os.geteuid() == 0
     has_option = isolation_option_exists()
@@ -89,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         runs = [("isolation on", "auto" if has_option else None)]
         if has_option:
             runs.append(("isolation off", "off"))
+        finished = Path(tmp, "finished")
+        for n in range(args.finished):
+            generate.write(generate.SOLUTIONS, finished / f"student{n:02d}" / "lab", "lab", EVERY_EXERCISE)
+        finished_seconds = grade(finished, args.jobs, runs[0][1])[0] if args.finished else None
+
         rows = []
         for label, isolation in runs:
             seconds, grades = grade(folder, args.jobs, isolation)
@@ -108,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         print("isolation off: not measured (the grader has no --isolation option)")
     best = rows[0][2]
     print(f"a class of 300 at {best:.1f} a minute: {300 / best:.0f} minutes (goal: 15, i.e. 20 a minute)")
+    if finished_seconds:
+        rate = args.finished / finished_seconds * 60
+        print(f"a class of {args.finished} finished labs, isolation on: {finished_seconds:.1f} s, {rate:.1f} a minute "
+              f"(300 in {300 / rate:.0f} minutes): the planted bugs above are the slow case, most of them "
+              "hang tests into their timeouts")
     return 0
 
 
