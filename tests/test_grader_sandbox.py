@@ -21,7 +21,7 @@ import pytest
 from tests.grading import classroom
 from tests.grading.harness import REPO_ROOT, GradingFailure, Probe, Steps
 from tests.grading.plugin import student_text
-from tests.grading.sandbox import LIMITS, Sandbox, StudentError, is_a
+from tests.grading.sandbox import CALL_TIMEOUT, LIMITS, Sandbox, StudentError, is_a
 
 AS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="the student user and the hidden kit exist only as root; "
@@ -145,6 +145,24 @@ def _name(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
+
+
+def test_a_call_that_burns_a_core_fails_in_seconds_not_at_its_timeout(child):
+    helper = child.module("helper")
+    # Waiting is no spin: a receive that waits 1.5 s for nothing ends with its own timeout.
+    quiet = helper.socket.socket(helper.socket.AF_INET, helper.socket.SOCK_DGRAM)
+    quiet.bind(("127.0.0.1", 0))
+    quiet.settimeout(1.5)
+    started = time.monotonic()
+    with pytest.raises(StudentError) as caught:
+        quiet.recv(1)
+    assert caught.value.is_a("TimeoutError") and time.monotonic() - started >= 1.4
+    # A call that computes for seconds without waiting is cut short, and said so.
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="s of CPU") as caught:
+        helper.hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 100_000_000)
+    assert not isinstance(caught.value, StudentError)
+    assert time.monotonic() - started < CALL_TIMEOUT - 2, "it ran into the call's timeout instead"
 
 
 def test_a_child_that_exits_is_reported_not_hung(child):

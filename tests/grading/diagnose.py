@@ -40,8 +40,9 @@ def diagnose(traces: list[tuple[str, object]], error, processes: dict[int, str])
     waited = looks_like_a_wait(error)
     for label, path in traces:
         trace = Trace(read_events(path))
-        out += _busy_eof(label, trace, processes)
-        if waited:
+        busy = _busy_eof(label, trace, processes)
+        out += busy
+        if waited and not busy:          # a loop spinning on b'' explains the wait: no other guess
             out += _reply_not_returned(label, trace)
             out += _data_open_while_waiting(label, trace)
     return out

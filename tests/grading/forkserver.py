@@ -218,6 +218,8 @@ def run(argv: list[str]) -> int:
     try:
         if argv[0] == "-m":             # python -m MODULE ARGS
             sys.argv = argv[1:]
+            # Preloaded as a module, run again as __main__ (what it imports stays loaded).
+            sys.modules.pop(argv[1], None)
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
         else:
             sys.argv = argv

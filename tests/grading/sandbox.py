@@ -56,6 +56,8 @@ LIMITS = {                              # per process of the submission
 DRIVER = Path(__file__).with_name("driver.py")
 FORKSERVER = Path(__file__).with_name("forkserver.py")
 CALL_TIMEOUT = 8.0                      # seconds one call into the student's code may take (its sockets time out in 3)
+SPIN_CHECK = 0.25                       # while a call runs, its CPU use is looked at this often (seconds)
+SPIN_CPU, SPIN_SHARE = 1.0, 0.4         # a call that used 1 s of CPU, 40% of the time waited, is spinning
 CAP = 2000                              # characters of student text the grader passes on
 WEAKER = ("ftpkit grader: isolation is weaker: not root (or --isolation off), so student code runs as this "
           "user and could read the tests or outlive them; grading goes on")
@@ -488,25 +490,28 @@ class Child:
             self.modules[name] = self.request({"op": "import", "module": name})
         return self.modules[name]
 
-    def request(self, message: dict, timeout: float = CALL_TIMEOUT):
+    def request(self, message: dict, timeout: float = CALL_TIMEOUT, watch_cpu: bool = True):
         data = (json.dumps(message) + "\n").encode("utf-8")
         try:
             os.write(self._request, data)
         except OSError:
             self._died()
-        answer = self._read_line(timeout)
+        answer = self._read_line(timeout, watch_cpu)
         if "error" in answer:
             raise make_error(answer["error"])
         return self.decode(answer.get("value"))
 
-    def _read_line(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
+    def _read_line(self, timeout: float, watch_cpu: bool = True) -> dict:
+        started = time.monotonic()
+        deadline, cpu_before = started + timeout, self.cpu_seconds()
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"the student's code did not return within {timeout:g} s")
-            ready, _, _ = select.select([self._answer], [], [], left)
+            ready, _, _ = select.select([self._answer], [], [], min(left, SPIN_CHECK))
             if not ready:
+                if watch_cpu:
+                    self._check_not_spinning(started, cpu_before)
                 continue
             chunk = os.read(self._answer, 1 << 20)
             if not chunk:
@@ -520,6 +525,15 @@ class Child:
             return json.loads(line)
         except ValueError:
             raise GradingFailure("the driver's answer is JSON", "a JSON line", repr(line[:200])) from None
+
+    def _check_not_spinning(self, started: float, cpu_before: float) -> None:
+        """A call into network code that burns a core instead of waiting (a loop
+        that never blocks: most often, recv returned b'' and the loop went on)
+        fails as soon as that is plain, not at the end of its timeout."""
+        spent, waited = self.cpu_seconds() - cpu_before, time.monotonic() - started
+        if spent >= SPIN_CPU and spent >= SPIN_SHARE * waited:
+            raise TimeoutError(f"the student's code did not return: it used {spent:.1f} s of CPU in the "
+                               f"{waited:.1f} s the grader waited, a loop that never waits for the network")
 
     def _died(self):
         try:
@@ -584,7 +598,9 @@ class Child:
         return self.request({"op": "connect", "address": list(address), "timeout": timeout})
 
     def probe(self, name: str, *args, timeout: float = CALL_TIMEOUT):
-        return self.request({"op": "probe", "name": name, "args": self.encode(list(args))}, timeout)
+        # A probe may be busy on purpose (threads racing on the counters): no spin watch.
+        return self.request({"op": "probe", "name": name, "args": self.encode(list(args))}, timeout,
+                            watch_cpu=False)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)
