@@ -90,7 +90,7 @@ class Region:
     module: str          # file name in solutions/, e.g. "helper.py"
     exercise: str        # "ex3"
     hint: str
-    function: str        # the innermost enclosing def, e.g. "Session.transfer"
+    function: str        # the innermost enclosing def, e.g. "FtpClient.transfer"
     begin: int           # 1-based line numbers of the markers
     end: int
     indent: str

@@ -4,6 +4,10 @@ A session owns the control connection. It reads commands with the sans-IO
 parser, answers each with a reply, and for RETR, STOR, APPE, LIST, NLST and
 MLSD opens a data connection that lives for exactly one transfer.
 
+This module holds the session's state, its loop and the small commands.
+The other handlers are inherited: the data connection and the transfers
+from transfers.py, the commands on folders and names from treecommands.py.
+
 Which commands exist, what each needs, and which may follow which is not
 written here: it is the tables of conversation.py. ``dispatch`` looks the
 verb up there, and every reply goes through ``reply``, which tells the
@@ -13,9 +17,7 @@ conversation, so the session's state changes in that one place.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import logging
-import select
 import socket
 import threading
 import time
@@ -30,25 +32,14 @@ from .conversation import FEATURES, VERBS, ServerConversation, State
 from .datachannel import ConnectingEnd, ListeningEnd
 from .faults import Faults
 from .filesystem import PathRefused, Root
-from .protocol import (MAX_LINE, Code, Command, CommandParser, ConnectionClosed, LineTooLong,
-                       MalformedLine, NotUtf8, UnsupportedFamily, format_epsv_reply,
-                       format_pasv_reply, parse_eprt_arg, parse_host_port)
-from .resume import receive_after, send_file_from
+from .protocol import Code, Command, CommandParser, ConnectionClosed, LineTooLong, MalformedLine, NotUtf8
+from .safetext import fit_for_a_reply, printable, reason
+from .transfers import TransferCommands
 from .treecommands import TreeCommands
 
 log = logging.getLogger("ftpkit.server")
 
 MAX_LOGIN_FAILURES = 3
-# How long the control channel must stay quiet, after an upload without ALLO
-# ended, before we believe the client is still there (see
-# Session.client_still_connected). A dying client's kernel closes its two
-# connections back to back, so the two FINs arrive microseconds apart; 10 ms
-# is a wide margin. Every live client that sends no ALLO (curl, ftplib, most
-# GUI clients) waits this long for its 226, so it must stay short.
-CLIENT_GONE_GRACE = 0.01
-# ...and the longest we listen for that, however chatty the client: a client
-# that keeps sending commands is evidently alive.
-CLIENT_GONE_LIMIT = 1.0
 
 
 @dataclass
@@ -83,11 +74,7 @@ class ServerStats:
         ### END SOLUTION
 
 
-class TransferAborted(OSError):
-    """The client said ABOR, or went away, while the bytes were moving."""
-
-
-class Session(TreeCommands):
+class Session(TransferCommands, TreeCommands):
     def __init__(self, control, config: ServerConfig, stats: ServerStats):
         self.control = control
         self.config = config
@@ -195,25 +182,30 @@ class Session(TreeCommands):
             # The disk said no (permission denied, a file deleted meanwhile):
             # the command failed, not the server. 451: try again later.
             trace.event("error", message=f"{cmd.verb}: {err}")
-            self.reply(Code.LOCAL_ERROR, f"{cmd.verb}: local error: {_reason(err)}.")
+            self.reply(Code.LOCAL_ERROR, f"{cmd.verb}: local error: {reason(err)}.")
         except Exception as bug:
             # Anything else (TypeError, AttributeError, ValueError...) is a bug
             # in the server. It must not pass for a reply the protocol allows:
             # the whole traceback goes to whoever runs the server (stderr), the
             # client learns it was the server's fault, and the session goes on,
             # so one bug does not hide the behaviour of every later command.
-            log.exception("bug while serving %s", _printable(f"{cmd.verb} {cmd.arg}"))
+            log.exception("bug while serving %s", printable(f"{cmd.verb} {cmd.arg}"))
             trace.event("error", message=f"{cmd.verb}: {type(bug).__name__}: {bug}")
             self.reply(Code.LOCAL_ERROR, f"{cmd.verb}: internal error ({type(bug).__name__}); "
                                          "see the server's log.")
 
     def reply(self, code: int, text: str) -> None:
-        helper.send_reply(self.control, code, _fit_for_a_reply(text))
+        helper.send_reply(self.control, code, fit_for_a_reply(text))
         self.conversation.replied(code)
         if self.conversation.state not in (State.DATA_READY, State.TRANSFERRING):
             # A data connection set up by PASV/PORT serves the one transfer
             # that comes next; once the state says it is gone, so is it.
             self.close_data_end()
+
+    def close_data_end(self) -> None:
+        if self.data_end is not None:
+            self.data_end.close()
+            self.data_end = None
 
     # --- login and session state -------------------------------------------
 
@@ -321,272 +313,6 @@ class Session(TreeCommands):
             self.cwd = self.config.root.resolve(self.cwd, "..").virtual
         self.reply(Code.FILE_ACTION_OK, f'Directory changed to "{self.cwd}".')
 
-    # --- setting up the data connection ---------------------------------------
-
-    def pasv(self, _: str) -> None:
-        host = self.control.getsockname()[0]
-        if self.epsv_only or ":" in host:
-            self.reply(Code.BAD_SEQUENCE if self.epsv_only else Code.NETWORK_PROTOCOL_NOT_SUPPORTED,
-                       "Use EPSV.")
-            return
-        ### BEGIN SOLUTION ex2: open a listening end on the control connection's address, announce it with 227
-        self.listen_for_data()
-        self.reply(Code.PASSIVE, format_pasv_reply(*self.data_end.address))
-        ### END SOLUTION
-
-    def epsv(self, arg: str) -> None:
-        if arg.upper() == "ALL":
-            self.epsv_only = True        # RFC 2428: from now on, only EPSV
-            self.reply(Code.OK, "EPSV ALL ok.")
-            return
-        if arg and arg not in ("1", "2"):
-            self.reply(Code.NETWORK_PROTOCOL_NOT_SUPPORTED, "Network protocol not supported, use (1,2)")
-            return
-        ### BEGIN SOLUTION ex2: like PASV, but announce only the port: 229 (|||port|)
-        self.listen_for_data()
-        self.reply(Code.EXTENDED_PASSIVE, format_epsv_reply(self.data_end.address[1]))
-        ### END SOLUTION
-
-    def listen_for_data(self) -> None:
-        """Open a fresh data listener; the 227/229 reply goes out only after this."""
-        self.close_data_end()
-        self.data_end = self.config.faults.wrap_end(
-            ListeningEnd(self.control.getsockname()[0],
-                         self.config.accept_timeout, self.config.transfer_timeout,
-                         allowed_peer=self.client_host))
-
-    def port(self, arg: str) -> None:
-        ### BEGIN SOLUTION ex6: parse h1,h2,h3,h4,p1,p2; 501 if malformed; then connect_for_data
-        try:
-            address = parse_host_port(arg)
-        except ValueError:
-            self.reply(Code.BAD_ARGUMENTS, "Illegal PORT command.")
-            return
-        self.connect_for_data(address)
-        ### END SOLUTION
-
-    def eprt(self, arg: str) -> None:
-        ### BEGIN SOLUTION ex6: parse |family|address|port|; 522 for an unknown family, 501 if malformed
-        try:
-            address = parse_eprt_arg(arg)
-        except UnsupportedFamily:
-            self.reply(Code.NETWORK_PROTOCOL_NOT_SUPPORTED, "Network protocol not supported, use (1,2)")
-            return
-        except ValueError:
-            self.reply(Code.BAD_ARGUMENTS, "Illegal EPRT command.")
-            return
-        self.connect_for_data(address)
-        ### END SOLUTION
-
-    def connect_for_data(self, address: tuple[str, int]) -> None:
-        verb = self.conversation.verb            # PORT or EPRT: the replies name the one sent
-        if self.epsv_only:
-            self.reply(Code.BAD_SEQUENCE, "EPSV ALL is in effect: use EPSV.")
-            return
-        host, port = address
-        if ipaddress.ip_address(host).is_unspecified:
-            # lftp over IPv6 sends "EPRT |2|::|port|": like vsftpd, read the
-            # unspecified address as "my own address", the only one allowed.
-            host = self.client_host
-        # RFC 2577: connecting anywhere but back to the client, or to a
-        # privileged port, would let a client use the server to attack a third
-        # host (the "bounce attack").
-        if (host != self.client_host and not self.config.port_promiscuous) or port < 1024:
-            self.reply(Code.BAD_ARGUMENTS, f"Illegal {verb} command: only to your own address, port 1024 or above.")
-            return
-        self.close_data_end()
-        self.data_end = self.config.faults.wrap_end(
-            ConnectingEnd((host, port), self.config.transfer_timeout, source=self.default_data_port()))
-        self.reply(Code.OK, f"{verb} command successful. Consider using PASV.")
-
-    def default_data_port(self) -> tuple[str, int]:
-        """Where active-mode data connections come from: port 20, ftp-data.
-
-        RFC 959 (3.2) says L-1, one below the control port, which is 20 for
-        the standard port 21. Wireshark assumes 20 whatever the control port
-        (packet-ftp.c): it links a PORT data connection to its control
-        connection only when the server connects from 20. So, like vsftpd's
-        connect_from_port_20, always 20. Binding it needs root; when it
-        cannot be had (not root, or busy) ConnectingEnd falls back to any
-        port (see helper.connect), and SO_REUSEADDR lets several sessions
-        connect from 20 to different clients at once.
-        """
-        host = self.control.getsockname()[0]
-        return (host, 20)
-
-    def close_data_end(self) -> None:
-        if self.data_end is not None:
-            self.data_end.close()
-            self.data_end = None
-
-    # --- transfers -------------------------------------------------------------
-
-    def retr(self, path: str) -> None:
-        target = self.config.root.resolve(self.cwd, path)
-        offset, self.restart_at = self.restart_at, 0
-        if not target.real.is_file():
-            self.close_data_end()
-            self.reply(Code.FILE_UNAVAILABLE, f"{path}: no such file.")
-            return
-        size = target.real.stat().st_size
-        if offset > size:
-            raise PathRefused(Code.INVALID_RESTART, f"REST {offset} is beyond the end of {path} ({size} bytes).")
-        if offset:
-            send = lambda data: send_file_from(data, target.real, offset)       # noqa: E731
-        else:
-            send = lambda data: helper.send_file(data, target.real)             # noqa: E731
-        self.transfer("RETR", target.virtual, "download",
-                      f"Opening BINARY mode data connection for {path} ({size - offset} bytes).",
-                      self.watched(send))
-
-    def stor(self, path: str) -> None:
-        offset, self.restart_at = self.restart_at, 0
-        self.receive_upload("STOR", path, keep=offset)
-
-    def appe(self, path: str) -> None:
-        self.restart_at = 0
-        self.receive_upload("APPE", path, keep=None)
-
-    def receive_upload(self, verb: str, path: str, keep: int | None) -> None:
-        """STOR (keep the first ``keep`` bytes of the old file: REST), or APPE
-        (keep=None: keep all of it). Either way the bytes go to a hidden
-        partial copy that replaces the file only once the upload is whole, so
-        a broken upload never leaves a truncated file under the real name."""
-        target = self.config.root.resolve(self.cwd, path)
-        exists = target.real.exists()
-        if target.real.is_dir() or not target.real.parent.is_dir() or target.virtual == "/" \
-                or (exists and not target.real.is_file()):
-            self.close_data_end()
-            self.reply(Code.NAME_NOT_ALLOWED, f"{path}: cannot store a file there.")
-            return
-        old_size = target.real.stat().st_size if exists else 0
-        keep = old_size if keep is None else keep
-        if keep > old_size:
-            raise PathRefused(Code.INVALID_RESTART, f"REST {keep} is beyond the end of {path} ({old_size} bytes).")
-        expected, self.announced_size = self.announced_size, None
-        still_wanted = self.client_still_connected if expected is None else None
-        if keep:
-            receive = lambda data: receive_after(data, target.real, keep, expected, still_wanted)  # noqa: E731
-        else:
-            receive = lambda data: helper.receive_file(                                        # noqa: E731
-                data, target.real, expected_size=expected, still_wanted=still_wanted)
-        self.transfer(verb, target.virtual, "upload", f"Ok to send data for {path}.", self.watched(receive))
-
-    def watched(self, move_bytes: Callable) -> Callable:
-        """``move_bytes`` with the control channel watched while it runs, so an
-        ABOR, or the client going away, stops the transfer (controlwatch.py)."""
-        def move_watching(data):
-            self.watch = ControlWatch(self.control, self.parser, data).start()
-            try:
-                moved = move_bytes(data)
-            except OSError:
-                if self.watch.stopped_by:
-                    raise TransferAborted(f"stopped: {self.watch.stopped_by}") from None
-                raise
-            finally:
-                watch, self.watch = self.watch, None
-                watch.stop()
-                self.pending.extend(watch.events)     # answered after this transfer's reply
-            if watch.stopped_by:
-                raise TransferAborted(f"stopped: {watch.stopped_by}")
-            return moved
-        return move_watching
-
-    def list_(self, path: str) -> None:
-        self.send_listing("LIST", path, names_only=False)
-
-    def nlst(self, path: str) -> None:
-        self.send_listing("NLST", path, names_only=True)
-
-    def send_listing(self, verb: str, path: str, names_only: bool) -> None:
-        # "ls -l" habits: clients often send options such as "-la"; ignore them.
-        path = " ".join(word for word in path.split(" ") if not word.startswith("-"))
-        ### BEGIN SOLUTION ex3: build the listing (550 if missing), then send it over a data connection
-        try:
-            listing = self.config.root.listing(self.cwd, path or ".", names_only)
-        except PathRefused:
-            self.close_data_end()
-            raise
-        self.transfer(verb, self.config.root.resolve(self.cwd, path or ".").virtual, "listing",
-                      "Here comes the directory listing.",
-                      lambda data: helper.send_bytes(data, listing))
-        ### END SOLUTION
-
-    def transfer(self, verb: str, path: str, direction: str, opening: str,
-                 move_bytes: Callable) -> None:
-        """The shape of every transfer: open the data connection, 150, move the
-        bytes, close the data connection, 226. A data connection carries one
-        file; closing it is what tells the receiver the file has ended."""
-        refusal = self.conversation.data_ready()
-        if refusal is not None:
-            self.reply(refusal.code, refusal.text)
-            return
-        data_end, self.data_end = self.data_end, None
-        started = time.monotonic()
-        trace.event("transfer_start", command=verb, path=path, direction=direction,
-                    control=getattr(self.control, "conn", None))
-        ### BEGIN SOLUTION ex3: open the data connection (425 on failure), 150, move the bytes, close, 226 (426 if broken)
-        try:
-            data = data_end.open()
-        except OSError as err:
-            self.reply(Code.CANNOT_OPEN_DATA, f"Cannot open data connection: {_reason(err)}.")
-            self._traced_end(verb, path, direction, None, 0, started, "aborted")
-            return
-        self.reply(Code.OPENING_DATA, opening)
-        moved = 0
-        try:
-            with data:
-                moved = move_bytes(data)
-        except helper.StorageFull:
-            self.reply(Code.INSUFFICIENT_STORAGE, "Insufficient storage space: upload discarded.")
-            self._traced_end(verb, path, direction, data, moved, started, "aborted")
-            return
-        except OSError as err:
-            self.reply(Code.TRANSFER_ABORTED, f"Connection closed; transfer aborted ({_reason(err)}).")
-            self._traced_end(verb, path, direction, data, moved, started, "aborted")
-            return
-        self.stats.add(transfers=1, **{"bytes_received" if direction == "upload" else "bytes_sent": moved})
-        self.reply(Code.TRANSFER_COMPLETE, "Transfer complete.")
-        ### END SOLUTION
-        self._traced_end(verb, path, direction, data, moved, started, "ok")
-
-    def _traced_end(self, verb, path, direction, data, moved, started, verdict) -> None:
-        trace.transfer_end(verb, path, direction, moved=moved, verdict=verdict, started=started,
-                           data=data, control=self.control)
-        if verdict == "aborted":
-            # Whoever runs the server hears of it too: the client may be gone,
-            # and with it the only one who saw the 425/426/452.
-            log.warning("%s %s for %s aborted", verb, _printable(path), self.client_host)
-
-    def client_still_connected(self) -> bool:
-        """After an upload's data connection closed: is the client still there?
-
-        In stream mode the close is the only end-of-file mark, so a client
-        killed mid-upload looks like one that finished: both send a FIN. What
-        differs is the control connection: a dead client's closes too, within
-        moments of the data connection. So read the control channel until it
-        has been quiet for a moment, or says the client closed. Not just one
-        read: a client that sent a NOOP (a keep-alive) just before it died
-        has the NOOP there first, and the close only behind it. Whatever
-        commands arrive meanwhile are answered later, in order, as usual.
-        Clients that announce the size with ALLO (ours does) never need this.
-        """
-        if self.watch is not None:
-            self.watch.stop()                     # from here on, this thread reads the control channel
-            if self.watch.stopped_by:
-                return False
-        deadline = time.monotonic() + CLIENT_GONE_LIMIT
-        poller = select.poll()                    # not select(): descriptors above 1023 exist
-        poller.register(self.control, select.POLLIN)
-        while not self.parser.closed and time.monotonic() < deadline:
-            if not poller.poll(CLIENT_GONE_GRACE * 1000):
-                return True                       # quiet: a live client waiting for its 226
-            try:
-                self.parser.receive_data(self.control.recv(helper.CONTROL_READ_SIZE))
-            except OSError:
-                return False
-        return not self.parser.closed
-
     # --- integrity ---------------------------------------------------------------
 
     def size(self, path: str) -> None:
@@ -610,55 +336,6 @@ class Session(TreeCommands):
         self.reply(Code.FILE_STATUS, f"SHA-256 0-{size} {digest} {path}")
         ### END SOLUTION
 
-    # --- machine listings and status (RFC 3659, RFC 959 STAT) ---------------------
-
-    def mlsd(self, path: str) -> None:
-        lines = self.config.root.machine_listing(self.cwd, path or ".", not self.config.read_only)
-        self.transfer("MLSD", self.config.root.resolve(self.cwd, path or ".").virtual, "listing",
-                      "Here comes the machine listing.", lambda data: helper.send_bytes(data, lines))
-
-    def abor(self, _: str) -> None:
-        # During a transfer the ControlWatch saw this ABOR, stopped the
-        # transfer and had it answered 426; this 226 comes after that.
-        # Between transfers there is nothing to stop, but a data connection
-        # set up by PASV or PORT is dropped: 225.
-        if self.data_end is not None:
-            self.reply(Code.NO_TRANSFER, "ABOR: no transfer in progress; data connection closed.")
-        else:
-            self.reply(Code.TRANSFER_COMPLETE, "ABOR command successful.")
-
-
-# Control characters a client may put in a name (anything below a space,
-# DEL and the C1 controls), each shown as "?" when the name is echoed in a reply.
-_CONTROL_CHARACTERS = {code: "?" for code in [*range(0x20), *range(0x7F, 0xA0)]}
-
-
-def _fit_for_a_reply(text: str) -> str:
-    """The reply text made safe to send: each line cut to fit the line limit,
-    and no control characters.
-
-    Replies echo what the client sent ("550 <name>: no such file."). A name
-    may be almost MAX_LINE bytes long, and with the code and the rest of the
-    sentence around it the line would be longer than clients accept. A name
-    may also hold a bare CR, which some clients take for a line end, or an
-    escape sequence that would drive the terminal of whoever reads the reply.
-    """
-    room = MAX_LINE - len("123- ...")
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        line = line.translate(_CONTROL_CHARACTERS)
-        raw = line.encode("utf-8")
-        if len(raw) > room:
-            line = raw[:room].decode("utf-8", "ignore") + "..."
-        lines[i] = line
-    return "\n".join(lines)
-
-
-def _printable(text: str) -> str:
-    """Text a client sent, fit for the server's own terminal: control
-    characters (ESC above all) shown as escapes, never sent to the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
 
 class _Deadline:
     """The control socket as helper.receive_event sees it: every recv times
@@ -677,8 +354,3 @@ class _Deadline:
         self.sock.settimeout(remaining)
         return self.sock.recv(size)
 
-
-def _reason(err: OSError) -> str:
-    if isinstance(err, TimeoutError) or isinstance(err, socket.timeout):
-        return "timed out"
-    return err.strerror or str(err) or type(err).__name__

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO_ROOT, wait_for
 from solutions.server import parse_args
-from solutions.session import _printable
+from solutions.safetext import printable
 from test_security import ATTACKER, Control, receive_all, start_server  # noqa: F401 (a fixture)
 
 TRIALS = 5
@@ -287,8 +287,8 @@ def test_a_flood_on_the_passive_port_does_not_lock_out_the_client(start_server, 
 # --- what the server prints ----------------------------------------------------------------------------
 
 def test_the_server_log_shows_peer_bytes_escaped():
-    assert _printable("RETR a\x1b]0;pwned\x07b") == "RETR a\\x1b]0;pwned\\x07b"
-    assert _printable("é ok") == "é ok"
+    assert printable("RETR a\x1b]0;pwned\x07b") == "RETR a\\x1b]0;pwned\\x07b"
+    assert printable("é ok") == "é ok"
 
 
 def test_no_escape_from_a_client_reaches_the_operators_terminal(server_process, server_root):
