@@ -205,7 +205,9 @@ def test_passive_connection_from_another_address_is_dropped(control, server_root
 
 def test_passive_ports_are_chosen_at_random(control):
     ports = [control.pasv() for _ in range(30)]
-    assert len(set(ports)) == len(ports)
+    # Random draws may repeat (30 from ~28,000 ports: a repeat in about 1.5% of
+    # runs, the birthday problem); more than two repeats would be no draw at all.
+    assert len(set(ports)) >= len(ports) - 2, ports
     # A counter hands out the next port each time (steps of 1 or 2), which
     # lets an attacker predict the next one and connect first. Random
     # choices jump around the whole ephemeral range.
