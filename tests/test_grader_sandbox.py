@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from tests.grading import classroom
-from tests.grading.harness import REPO_ROOT, GradingFailure, Probe, Steps
+from tests.grading.harness import REPO_ROOT, GradingFailure, Steps
+from tests.grading.peers import Probe
 from tests.grading.plugin import student_text
-from tests.grading.sandbox import CALL_TIMEOUT, LIMITS, Sandbox, StudentError, is_a
+from tests.grading.remote import CALL_TIMEOUT, StudentError, is_a
+from tests.grading.sandbox import LIMITS, Sandbox
 
 AS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="the student user and the hidden kit exist only as root; "

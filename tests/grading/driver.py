@@ -1,7 +1,8 @@
 """The client driver: runs in the child process, next to the student's code.
 
 The grader never imports a submission. It starts this script in a sandbox
-(tests/grading/sandbox.py) and speaks JSON lines with it over two pipes:
+(tests/grading/sandbox.py) and speaks JSON lines with it over two pipes
+(its end: tests/grading/remote.py):
 one request, one answer. A request names a module of the submission, an
 object the driver holds, a method, and the arguments; the answer is the
 result, or the exception (its class names, message and the traceback

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from .harness import (IO_TIMEOUT, REPO_ROOT, FtplibClient, Probe, Process, PyftpdlibServer, ReferenceClient,
-                      make_files, reference_available)
+from .harness import IO_TIMEOUT, REPO_ROOT, make_files, reference_available
+from .peers import FtplibClient, Probe, Process, PyftpdlibServer, ReferenceClient
 from .launcher import Launcher
 from .sandbox import FORKSERVER, Sandbox
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,8 @@ import pytest
 from .diagnose import diagnose
 from .harness import GradingFailure, Impl, Steps, read_events, resolve_impl
 from .regions import is_student_written
-from .sandbox import WEAKER, StudentError, is_root
+from .remote import StudentError
+from .sandbox import WEAKER, is_root
 
 EXERCISES = {
     "ex1": "control channel",

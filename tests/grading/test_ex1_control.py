@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.grading.harness import IO_TIMEOUT, GradingFailure, expect, expect_equal
-from tests.grading.sandbox import is_a
+from tests.grading.remote import is_a
 
 ex1 = pytest.mark.ex1
 

@@ -10,8 +10,8 @@ import pytest
 
 from trace.announce import parse_announcement
 
-from tests.grading.harness import (IO_TIMEOUT, GradingFailure, Trace, data_connect, expect,
-                                   expect_equal, parse_227)
+from tests.grading.harness import IO_TIMEOUT, GradingFailure, Trace, expect, expect_equal
+from tests.grading.peers import data_connect, parse_227
 
 ex2 = pytest.mark.ex2
 

@@ -5,12 +5,11 @@ commands and replies."""
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
-from tests.grading.harness import (IO_TIMEOUT, GradingFailure, Trace, client_kinds, data_connect,
-                                   expect, expect_equal, expect_same_bytes, parse_227, read_to_eof)
+from tests.grading.harness import GradingFailure, Trace, expect, expect_equal, expect_same_bytes
+from tests.grading.peers import client_kinds, data_connect, parse_227, read_to_eof
 
 ex3 = pytest.mark.ex3
 

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from tests.grading.harness import (IO_TIMEOUT, GradingFailure, data_connect, expect, expect_equal,
-                                   parse_227, read_to_eof)
+from tests.grading.harness import IO_TIMEOUT, GradingFailure, expect, expect_equal
+from tests.grading.peers import data_connect, parse_227, read_to_eof
 
 ex4 = pytest.mark.ex4
 

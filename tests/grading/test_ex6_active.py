@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from tests.grading.harness import (IO_TIMEOUT, GradingFailure, Trace, expect, expect_equal,
-                                   expect_same_bytes, client_kinds)
-from tests.grading.sandbox import StudentError
+from tests.grading.harness import IO_TIMEOUT, GradingFailure, Trace, expect, expect_equal, expect_same_bytes
+from tests.grading.peers import client_kinds
+from tests.grading.remote import StudentError
 
 ex6 = pytest.mark.ex6
 

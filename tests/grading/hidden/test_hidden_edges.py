@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.grading.harness import client_kinds, expect_equal
+from tests.grading.harness import expect_equal
+from tests.grading.peers import client_kinds
 
 hidden = pytest.mark.hidden
 
