@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -84,10 +85,22 @@ def test_the_documents_have_commands_and_name_only_what_a_release_has(tmp_path):
             assert (release / path).exists(), (command, path)
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
+    """Every command of both documents, in a fresh release with the starter and
+    in one with every exercise done: the two at once (each in a network
+    namespace of its own as root; a free port each otherwise), since most of
+    a run is waiting on servers and gradings."""
+    folder = tmp_path_factory.mktemp("handout")
+    releases = {"starter": make_release(folder / "starter"), "solved": make_release(folder / "solved", solved=True)}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = {kind: pool.submit(run_in_release, release) for kind, release in releases.items()}
+        return {kind: (releases[kind], future.result()) for kind, future in done.items()}
+
+
 @pytest.mark.timeout(1800)
-def test_every_command_works_with_the_starter(tmp_path):
-    release = make_release(tmp_path / "release")
-    results = run_in_release(release)
+def test_every_command_works_with_the_starter(runs):
+    release, results = runs["starter"]
     assert results
     for result in results:
         command = result["command"]
@@ -110,9 +123,8 @@ def test_every_command_works_with_the_starter(tmp_path):
 
 
 @pytest.mark.timeout(1800)
-def test_every_command_works_with_every_exercise_done(tmp_path):
-    release = make_release(tmp_path / "release", solved=True)
-    results = run_in_release(release)
+def test_every_command_works_with_every_exercise_done(runs):
+    release, results = runs["solved"]
     assert results
     for result in results:
         assert not result["timed_out"], show(result)
