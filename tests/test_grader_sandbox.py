@@ -22,8 +22,9 @@ from tests.grading import classroom
 from tests.grading.harness import REPO_ROOT, GradingFailure, Steps
 from tests.grading.peers import Probe
 from tests.grading.plugin import student_text
+from tests.grading.launcher import Launcher
 from tests.grading.remote import CALL_TIMEOUT, StudentError, is_a
-from tests.grading.sandbox import LIMITS, Sandbox
+from tests.grading.sandbox import FORKSERVER, LIMITS, Sandbox
 
 AS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="the student user and the hidden kit exist only as root; "
@@ -165,6 +166,28 @@ def test_a_call_that_burns_a_core_fails_in_seconds_not_at_its_timeout(child):
         helper.hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 100_000_000)
     assert not isinstance(caught.value, StudentError)
     assert time.monotonic() - started < CALL_TIMEOUT - 2, "it ran into the call's timeout instead"
+
+
+def test_the_fork_server_puts_every_file_at_the_number_asked(tmp_path):
+    # Thirteen files at 17..29: numbers the fork server itself uses too (its
+    # socket, its wake-up pipe, the files it received, the child's ready pipe).
+    script = tmp_path / "numbers.py"
+    script.write_text("import os\nfor fd in range(17, 30):\n    os.write(fd, str(fd).encode())\n")
+    launcher = Launcher(sys.executable, [], -1, -1, {}, FORKSERVER, REPO_ROOT, {"PATH": os.environ["PATH"]}, tmp_path)
+    pipes = [os.pipe() for _ in range(13)]
+    try:
+        with open(os.devnull, "rb") as devnull, open(tmp_path / "out", "wb") as out:
+            files = {0: devnull.fileno(), 1: out.fileno(), 2: out.fileno(),
+                     **{17 + n: write for n, (_, write) in enumerate(pipes)}}
+            child = launcher.start([str(script)], tmp_path, {}, files)
+        for _, write in pipes:
+            os.close(write)
+        assert child.wait(timeout=10) == 0, (tmp_path / "out").read_text()
+        assert [os.read(read, 10) for read, _ in pipes] == [str(17 + n).encode() for n in range(13)]
+    finally:
+        for read, _ in pipes:
+            os.close(read)
+        launcher.close()
 
 
 def test_a_child_that_exits_is_reported_not_hung(child):

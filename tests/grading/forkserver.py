@@ -134,6 +134,9 @@ def fork_child(request: dict, fds: list[int], control, uid: int, gid: int, limit
         return pid
     # The child. Nothing of the fork server may survive into student code.
     try:
+        # Above every descriptor the child is to have, so putting the grader's
+        # files in place (become) cannot land on it.
+        ready_write = _above(ready_write, targets)
         os.close(ready_read)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -148,18 +151,32 @@ def fork_child(request: dict, fds: list[int], control, uid: int, gid: int, limit
         sys.path[0:0] = request.get("path", [])
         apply_limits(limits)
         drop_privileges(uid, gid)
+        os.write(ready_write, b"ready")
+        os.close(ready_write)
     except BaseException as error:
-        os.write(ready_write, f"{type(error).__name__}: {error}".encode())
-        os._exit(1)
-    os.write(ready_write, b"ready")
-    os.close(ready_write)
-    os._exit(run(argv))
+        try:
+            os.write(ready_write, f"{type(error).__name__}: {error}".encode())
+        finally:
+            os._exit(1)                 # never back into the fork server's loop
+    code = 1
+    try:
+        code = run(argv)
+    finally:
+        os._exit(code)
+
+
+def _above(fd: int, targets: list[int]) -> int:
+    import fcntl
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, max(targets, default=2) + 1)
+    os.close(fd)
+    return moved
 
 
 def become(fds: list[int], targets: list[int]) -> None:
     """Put the files the grader sent at the descriptor numbers the child expects."""
     import fcntl
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]       # out of the way of every target
+    floor = max(targets, default=2) + 1
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, floor) for fd in fds]     # out of the way of every target
     for fd, target in zip(high, targets):
         os.dup2(fd, target, inheritable=target <= 2)
     for fd in high:
