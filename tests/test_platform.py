@@ -1,10 +1,8 @@
 """Students bring Linux, macOS and Windows laptops; the kit runs from its folder."""
 
 import ast
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
