@@ -100,24 +100,26 @@ def live_session(name: str, script: list[str], *, server_files=None, client_file
     return log, None
 
 
-def scenario_session(name: str, run=None) -> Path:
-    """Run the recorded scenario ``name`` live (``run()``, or the scenario's own
-    run) with this kit's implementation; in a release whose lab/ cannot run it
-    yet, show the recorded reference instead (said in one line). Returns the log."""
+def scenario_session(name: str, run=None) -> tuple[Path, bool]:
+    """Run the recorded scenario ``name`` live with this kit's implementation
+    (``run(log)``, or the scenario's own run); in a release whose lab/ cannot
+    run it yet, show the recorded reference instead (said in one line).
+    Returns the log shown and whether it is this live one."""
     log = WORKDIR / f"{name}.log"
-    run = run or (lambda: run_scenario(SCENARIOS[name], log, workdir=WORKDIR))
-    if IMPLEMENTATION == "lab":
-        return live_or_recorded(name, run, log)[0]
-    run()
-    return log
+    run = run or (lambda log: run_scenario(SCENARIOS[name], log, workdir=WORKDIR))
+    if IMPLEMENTATION != "lab":
+        run(log)
+        return log, True
+    shown, _ = live_or_recorded(name, lambda: run(log), log)
+    return shown, shown == log
 
 
 def concurrent_session() -> Path:
     """The concurrency scenario: one server, four clients at once, each a
     put, a get and an ls, all tracing into one log. Returns the log."""
     clients = SCENARIOS["concurrency"].clients
-    log = scenario_session("concurrency")
-    if log.parent == WORKDIR:
+    log, live = scenario_session("concurrency")
+    if live:
         print(f"Live session on loopback: one server and {clients} clients, {clients + 1} processes "
               "tracing into one log.")
     return log
@@ -127,11 +129,13 @@ def error_replies() -> tuple[Path, list[tuple[str, int, str]]]:
     """The failures scenario: this kernel drives the client library against a
     server that drops every data connection after 100,000 bytes. Returns the
     log and (command, code, reply line) for each 4xx and 5xx reply."""
-    log, download = WORKDIR / "failures.log", WORKDIR / "photo.bin"
-    shown = scenario_session("failures", lambda: drive_failures(log, download_to=download, workdir=WORKDIR))
-    if shown == log:
+    download = WORKDIR / "photo.bin"
+    log, live = scenario_session("failures", lambda log: drive_failures(log, download_to=download,
+                                                                        workdir=WORKDIR))
+    if live:
+        # Interrupted downloads are kept under a temporary name, never the real one.
         print("partial download left under the real name?", download.exists())
-    return shown, failed_replies(shown)
+    return log, failed_replies(log)
 
 
 def session_with_packets(name: str, script: list[str], **options):

@@ -15,7 +15,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -27,35 +26,28 @@ from .harness import IO_TIMEOUT, REPO_ROOT, GradingFailure, Steps, Trace, expect
 # --- processes ------------------------------------------------------------------------
 
 class Process:
-    """A server process started with ``python -m <package>.server``: the
-    student's in the sandbox (``sandbox``), the reference as the grader."""
+    """A server process started as ``python -m <package>.server``: the student's
+    in the sandbox (``sandbox``), the reference forked by the grader's own
+    fork server (``launcher``). Either way it traces to a file of the test."""
 
     def __init__(self, label: str, package: str, env: dict | None, root: Path, workdir: Path,
-                 steps: Steps, *extra: str, traced: bool = True, sandbox=None, launcher=None):
+                 steps: Steps, *extra: str, sandbox=None, launcher=None):
         self.label = label
-        self.sandbox = sandbox
         workdir.mkdir(parents=True, exist_ok=True)
         self.trace_path = workdir / f"{package}-server-{id(self)}.log"
         self.out_path = workdir / f"{package}-server-{id(self)}.out"
         self.err_path = workdir / f"{package}-server-{id(self)}.err"
-        arguments = ["--root", str(root), *extra]
-        if traced:
-            arguments += ["--trace", str(self.trace_path)]
-            steps.trace(label, self.trace_path)
+        arguments = ["--root", str(root), *extra, "--trace", str(self.trace_path), "0"]
+        steps.trace(label, self.trace_path)
         steps.log(label, self.err_path)
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             if sandbox is not None:
-                self.process = sandbox.start(sandbox.python(f"{package}.server", arguments + ["0"]), workdir,
-                                             out, err)
-            elif launcher is not None:          # the reference, forked from a process that imported it once
+                self.process = sandbox.start(sandbox.python(f"{package}.server", arguments), workdir, out, err)
+            else:
                 with open(os.devnull, "rb") as devnull:
-                    self.process = launcher.start(["-m", f"{package}.server", *arguments, "0"], workdir, env,
+                    self.process = launcher.start(["-m", f"{package}.server", *arguments], workdir, env,
                                                   {0: devnull.fileno(), 1: out.fileno(), 2: err.fileno()},
                                                   path=[REPO_ROOT])
-            else:
-                self.process = subprocess.Popen([sys.executable, "-m", f"{package}.server", *arguments, "0"],
-                                                cwd=workdir, env=env, stdout=out, stderr=err,
-                                                stdin=subprocess.DEVNULL)
         self.host, self.port = self._wait_until_listening()
 
     def _wait_until_listening(self, timeout: float = 10.0) -> tuple[str, int]:
