@@ -13,12 +13,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.grading import classroom
+from tests.grading import classroom, watch
 from tests.grading.harness import REPO_ROOT, GradingFailure, Steps
 from tests.grading.peers import Probe
 from tests.grading.plugin import student_text
@@ -150,22 +151,72 @@ def _name(pid: int) -> str:
         return ""
 
 
-def test_a_call_that_burns_a_core_fails_in_seconds_not_at_its_timeout(child):
-    helper = child.module("helper")
-    # Waiting is no spin: a receive that waits 1.5 s for nothing ends with its own timeout.
-    quiet = helper.socket.socket(helper.socket.AF_INET, helper.socket.SOCK_DGRAM)
-    quiet.bind(("127.0.0.1", 0))
-    quiet.settimeout(1.5)
-    started = time.monotonic()
-    with pytest.raises(StudentError) as caught:
-        quiet.recv(1)
-    assert caught.value.is_a("TimeoutError") and time.monotonic() - started >= 1.4
-    # A call that computes for seconds without waiting is cut short, and said so.
+@pytest.fixture
+def watched(child):
+    """The child, with the grader's watch over its calls as in a graded test."""
+    watch.set_current(watch.Watch(child.sandbox.pids, child.sandbox.kill_all))
+    yield child
+    watch.set_current(None)
+
+
+def test_a_call_that_waits_for_what_never_comes_fails_in_seconds(watched):
+    # The grader accepts the child's connection and sends nothing: the child's
+    # recv (no timeout of its own) and the grader both wait, each for the other.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sock = watched.connect(listener.getsockname())
+        peer, _ = listener.accept()
+        with peer:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError, match="nothing ran"):
+                sock.recv(1)
+            waited = time.monotonic() - started
+    assert watch.STALL <= waited < CALL_TIMEOUT - 3, f"called after {waited:.1f} s"
+
+
+def test_a_call_that_waits_for_a_busy_peer_is_left_to_wait(watched):
+    # The peer works for longer than STALL before it answers (a slow machine):
+    # its thread runs, so the wait is not hopeless and the call returns.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sock = watched.connect(listener.getsockname())
+        peer, _ = listener.accept()
+
+        def work_then_answer():
+            deadline = time.monotonic() + 2 * watch.STALL
+            while time.monotonic() < deadline:
+                sum(range(10_000))
+            peer.sendall(b"!")
+
+        worker = threading.Thread(target=work_then_answer)
+        worker.start()
+        try:
+            assert sock.recv(1) == b"!"
+        finally:
+            worker.join()
+            peer.close()
+
+
+def test_a_call_that_burns_a_core_fails_in_seconds_not_at_its_timeout(watched):
     started = time.monotonic()
     with pytest.raises(TimeoutError, match="s of CPU") as caught:
-        helper.hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 100_000_000)
+        watched.module("helper").hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 100_000_000)
     assert not isinstance(caught.value, StudentError)
     assert time.monotonic() - started < CALL_TIMEOUT - 2, "it ran into the call's timeout instead"
+
+
+def test_a_program_that_hangs_is_stopped_with_the_reason(watched):
+    # A program of the submission waits on a connection that never answers: the
+    # run ends long before its timeout, and says why.
+    sandbox = watched.sandbox
+    folder = sandbox.folder("program")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        script = folder / "hang.py"
+        script.write_text(f"import socket\nsocket.create_connection(('127.0.0.1', {listener.getsockname()[1]})).recv(1)\n")
+        sandbox.give(folder)
+        started = time.monotonic()
+        with pytest.raises(subprocess.TimeoutExpired) as caught:
+            sandbox.run([sandbox.executable, "-I", "-u", str(script)], folder, "", timeout=20)
+        assert "nothing ran" in caught.value.reason
+        assert time.monotonic() - started < 10
 
 
 def test_the_fork_server_puts_every_file_at_the_number_asked(tmp_path):

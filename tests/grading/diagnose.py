@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from .harness import Trace, read_events
-from .remote import cpu_seconds
+from .watch import cpu_seconds
 
 _FINAL_LINE = re.compile(r"(?m)^(\d{3}) [^\r\n]*\r?\n")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from . import watch
 from .harness import IO_TIMEOUT, REPO_ROOT, make_files, reference_available
 from .peers import FtplibClient, Probe, Process, PyftpdlibServer, ReferenceClient
 from .launcher import Launcher
@@ -38,9 +39,13 @@ def sandbox(request):
 @pytest.fixture
 def student_area(sandbox, request):
     """This test's folder, shared with the student's processes; when the test
-    ends, every process of the submission is killed."""
+    ends, every process of the submission is killed. While it runs, the
+    grader's waits for the submission are watched (watch.py): a hang is
+    called as soon as it is plain, not at the end of a timeout."""
     folder = sandbox.folder(request.node.name)
+    watch.set_current(watch.Watch(sandbox.pids, sandbox.kill_all))
     yield folder
+    watch.set_current(None)
     sandbox.kill_all()
 
 
@@ -110,7 +115,7 @@ def reference_launcher(request, tmp_path_factory):
 
 
 @pytest.fixture
-def reference_server(impl, grader_dir, steps, reference_launcher):
+def reference_server(impl, grader_dir, steps, reference_launcher, student_area):
     """Factory: the reference server (the kit's solutions, or pyftpdlib in a release)."""
     started = []
 
@@ -118,6 +123,7 @@ def reference_server(impl, grader_dir, steps, reference_launcher):
         if reference_launcher is not None:
             server = Process("the reference server", "solutions", impl.env(), root, grader_dir, steps,
                              launcher=reference_launcher)
+            watch.current().add_peer(server.process.pid)    # it may be what the student's code waits for
         else:
             server = PyftpdlibServer(root, steps)
         started.append(server)

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import re
+import select
 import socket
 import subprocess
 import threading
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import watch
 from .harness import IO_TIMEOUT, REPO_ROOT, GradingFailure, Steps, Trace, expect, reference_available
 
 
@@ -121,7 +123,12 @@ class Probe:
     def _line(self, what: str) -> bytes:
         while b"\n" not in self.buffer:
             try:
-                chunk = self.sock.recv(65536)
+                chunk = receive(self.sock)
+            except Hopeless as hang:
+                raise GradingFailure(what, "a reply line ending in CRLF", f"nothing more: {hang}"
+                                     + (f"; received so far, with no line end: {self.buffer!r}" if self.buffer else ""),
+                                     "every reply line must end with CRLF (\\r\\n), and the server must answer "
+                                     "each complete command line it has received") from None
             except socket.timeout:
                 raise GradingFailure(what, "a reply line ending in CRLF",
                                      f"nothing more within {IO_TIMEOUT:.0f} s"
@@ -185,11 +192,33 @@ def data_connect(address: tuple[str, int], what: str) -> socket.socket:
     return sock
 
 
+class Hopeless(Exception):
+    """Waiting longer for the student's code cannot help (see watch.py): the reason."""
+
+
+def receive(sock: socket.socket) -> bytes:
+    """``sock.recv``, within the socket's timeout, but no longer than the
+    grader's watch finds it worth waiting: raises Hopeless with its reason."""
+    wait = watch.current().wait()
+    deadline = time.monotonic() + (sock.gettimeout() or IO_TIMEOUT)
+    while not select.select([sock], [], [], min(watch.CHECK, max(0.0, deadline - time.monotonic())))[0]:
+        if time.monotonic() >= deadline:
+            raise socket.timeout("timed out")
+        reason = wait.hopeless()
+        if reason:
+            raise Hopeless(reason)
+    return sock.recv(65536)
+
+
 def read_to_eof(sock: socket.socket, what: str) -> bytes:
     chunks = []
     while True:
         try:
-            chunk = sock.recv(65536)
+            chunk = receive(sock)
+        except Hopeless as hang:
+            raise GradingFailure(what, "the server to close the data connection when the data ends",
+                                 f"no end of stream after {sum(map(len, chunks))} bytes: {hang}",
+                                 "closing the data connection is what tells the receiver the file has ended") from None
         except socket.timeout:
             raise GradingFailure(what, "the server to close the data connection when the data ends",
                                  f"no end of stream within {IO_TIMEOUT:.0f} s after {sum(map(len, chunks))} bytes",
@@ -223,14 +252,19 @@ class FtplibClient:
 
     def _do(self, what: str, call, *args):
         self.steps.note(f"ftplib: {what}")
-        try:
-            return call(*args)
-        except ftplib.all_errors as err:
-            hint = ""
-            if isinstance(err, (socket.timeout, TimeoutError)):
-                hint = ("nothing arrived in time: a reply without CRLF, a data connection never "
-                        "accepted or never closed, or a server stuck in a loop")
-            raise GradingFailure(f"ftplib: {what}", "success", f"{type(err).__name__}: {err}", hint) from None
+        with watch.guard() as guard:
+            try:
+                return call(*args)
+            except ftplib.all_errors as err:
+                error = err
+        if guard.reason:
+            raise GradingFailure(f"ftplib: {what}", "success", f"the server under test hung: {guard.reason}",
+                                 "the grader ended it rather than wait for its timeout") from None
+        hint = ""
+        if isinstance(error, (socket.timeout, TimeoutError)):
+            hint = ("nothing arrived in time: a reply without CRLF, a data connection never "
+                    "accepted or never closed, or a server stuck in a loop")
+        raise GradingFailure(f"ftplib: {what}", "success", f"{type(error).__name__}: {error}", hint) from None
 
     def get(self, remote: str) -> bytes:
         out = bytearray()
@@ -273,10 +307,16 @@ class ReferenceClient:
     def _do(self, what: str, call, *args):
         from solutions.ftpclient import ConnectionLost, FtpError
         self.steps.note(f"reference client: {what}")
-        try:
-            return call(*args)
-        except (FtpError, ConnectionLost, OSError, ValueError) as err:
-            raise GradingFailure(f"reference client: {what}", "success", f"{type(err).__name__}: {err}") from None
+        with watch.guard() as guard:
+            try:
+                return call(*args)
+            except (FtpError, ConnectionLost, OSError, ValueError) as err:
+                error = err
+        if guard.reason:
+            raise GradingFailure(f"reference client: {what}", "success",
+                                 f"the server under test hung: {guard.reason}",
+                                 "the grader ended it rather than wait for its timeout") from None
+        raise GradingFailure(f"reference client: {what}", "success", f"{type(error).__name__}: {error}") from None
 
     def get(self, remote: str) -> bytes:
         local = self.workdir / f"ref-get-{time.monotonic_ns()}"

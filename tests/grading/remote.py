@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import watch
 from .harness import GradingFailure
+from .watch import CHECK, cpu_seconds
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 CALL_TIMEOUT = 8.0                      # seconds one call into the student's code may take (its sockets time out in 3)
-SPIN_CHECK = 0.25                       # while a call runs, its CPU use is looked at this often (seconds)
-SPIN_CPU, SPIN_SHARE = 1.0, 0.4         # a call that used 1 s of CPU, 40% of the time waited, is spinning
 CAP = 2000                              # characters of student text the grader passes on
 
 
@@ -111,16 +111,23 @@ class Child:
         return self.decode(answer.get("value"))
 
     def _read_line(self, timeout: float, watch_cpu: bool = True) -> dict:
+        # Waiting the whole timeout for a call that cannot return (a loop that
+        # burns a core, or a deadlock with everyone asleep) would make a hung
+        # submission cost seconds a test: the watch says when to stop (watch.py).
         started = time.monotonic()
-        deadline, cpu_before = started + timeout, self.cpu_seconds()
+        deadline, wait = started + timeout, watch.current().wait(spin=watch_cpu)
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"the student's code did not return within {timeout:g} s")
-            ready, _, _ = select.select([self._answer], [], [], min(left, SPIN_CHECK))
+            ready, _, _ = select.select([self._answer], [], [], min(left, CHECK))
             if not ready:
-                if watch_cpu:
-                    self._check_not_spinning(started, cpu_before)
+                reason = wait.hopeless()
+                if reason:
+                    # The call will never answer: end the driver, so that what the
+                    # test does next (closing the client) fails at once, not in 8 s.
+                    self.process.kill()
+                    raise TimeoutError(f"the student's code did not return: {reason}")
                 continue
             chunk = os.read(self._answer, 1 << 20)
             if not chunk:
@@ -134,15 +141,6 @@ class Child:
             return json.loads(line)
         except ValueError:
             raise GradingFailure("the driver's answer is JSON", "a JSON line", repr(line[:200])) from None
-
-    def _check_not_spinning(self, started: float, cpu_before: float) -> None:
-        """A call into network code that burns a core instead of waiting (a loop
-        that never blocks: most often, recv returned b'' and the loop went on)
-        fails as soon as that is plain, not at the end of its timeout."""
-        spent, waited = self.cpu_seconds() - cpu_before, time.monotonic() - started
-        if spent >= SPIN_CPU and spent >= SPIN_SHARE * waited:
-            raise TimeoutError(f"the student's code did not return: it used {spent:.1f} s of CPU in the "
-                               f"{waited:.1f} s the grader waited, a loop that never waits for the network")
 
     def _died(self):
         try:
@@ -220,16 +218,6 @@ class Child:
                 os.close(fd)
             except OSError:
                 pass
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its live threads, from /proc; 0 if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 class Remote:

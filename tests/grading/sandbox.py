@@ -33,8 +33,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
+from . import watch
 from .harness import REPO_ROOT
 from .launcher import Forked, Launcher
 from .remote import Child
@@ -290,7 +292,7 @@ class Sandbox:
                 os.close(read_end)
             threading.Thread(target=_write_and_close, args=(write_end, input.encode("utf-8")), daemon=True).start()
             try:
-                process.wait(timeout=timeout)
+                _wait_watched(process, timeout)
             finally:
                 self.kill_all()
             out.seek(0)
@@ -332,6 +334,10 @@ class Sandbox:
             except subprocess.TimeoutExpired:
                 pass
         self.processes.clear()
+
+    def pids(self) -> list[int]:
+        """The submission's processes running now (what the grader's watch looks at)."""
+        return self._student_pids() if self.isolated else self._session_pids()
 
     def _student_pids(self) -> list[int]:
         pids = []
@@ -382,6 +388,30 @@ class Sandbox:
 
     def driver(self, cwd: Path) -> Child:
         return Child(self, cwd)
+
+
+class Stuck(subprocess.TimeoutExpired):
+    """A program of the submission that cannot end by itself (watch.py says why)."""
+
+    def __init__(self, cmd, timeout: float, reason: str):
+        super().__init__(cmd, timeout)
+        self.reason = reason
+
+
+def _wait_watched(process: Forked, timeout: float) -> None:
+    """Wait for ``process`` to end, ``timeout`` at most, or until the grader's
+    watch finds that it hangs (then raise Stuck with the reason)."""
+    wait, deadline = watch.current().wait(), time.monotonic() + timeout
+    while True:
+        try:
+            process.wait(timeout=min(watch.CHECK, max(0.0, deadline - time.monotonic())))
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+            reason = wait.hopeless()
+            if reason:
+                raise Stuck(process.args, timeout, reason) from None
 
 
 def _write_and_close(fd: int, data: bytes) -> None:

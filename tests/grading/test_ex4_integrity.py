@@ -133,9 +133,9 @@ def test_client_shell_reports_integrity_and_failures(impl, sandbox, files, workd
     try:
         run = sandbox.run(sandbox.python(f"{impl.package}.client", arguments),
                           cwd=workdir, input=commands, timeout=15)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as error:
         raise GradingFailure("the client program runs the commands and exits", "exit within 15 s",
-                             "still running: it hung") from None
+                             f"still running: it hung ({getattr(error, 'reason', 'after 15 s')})") from None
     output = run.stdout + run.stderr
     steps.note(f"the client exited with status {run.returncode}; it printed:\n" +
                "\n".join("        | " + line for line in output.splitlines()[-25:]))
