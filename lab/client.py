@@ -36,7 +36,6 @@ import glob
 import os
 import shlex
 import time
-import unicodedata
 from contextlib import contextmanager
 
 import trace
@@ -44,28 +43,7 @@ import trace
 from .ftpclient import (ConnectionLost, FtpClient, FtpError, TransferInterrupted, TransferResult,
                         Verdict, mismatch_name)
 from .protocol import Reply
-
-
-def escaped(text: str) -> str:
-    """``text`` from the peer, safe to print on a terminal.
-
-    A server chooses the bytes of its replies, listings and file names, and
-    a terminal obeys control characters: ESC starts sequences that retitle,
-    recolour or clear the screen (or, on some terminals, answer back as if
-    typed), CR overwrites what was printed. So every control character
-    except newline and tab (C0, DEL, C1, and the invisible bidirectional
-    overrides that reorder text) is shown as a visible escape, ``\\x1b``.
-    """
-    return "".join(ch if ch in "\n\t" or not _is_control(ch) else _escape(ch) for ch in text)
-
-
-def _is_control(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Cc", "Cf")
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+from .shelltext import describe_interruption, describe_verdict, escaped, rate
 
 
 class Shell(cmd.Cmd):
@@ -140,7 +118,7 @@ class Shell(cmd.Cmd):
         except TransferInterrupted as stop:
             self.failures += 1
             self.interrupted = True
-            self.say(_describe_interruption(stop))
+            self.say(describe_interruption(stop))
         except KeyboardInterrupt:
             self.interrupted = True
             # Ctrl-C outside a transfer (waiting for a reply, hashing a
@@ -370,9 +348,9 @@ class Shell(cmd.Cmd):
         return local
 
     def _report(self, result: TransferResult, verb: str, verdict: Verdict) -> None:
-        self.say(f"{result.bytes} bytes {verb} in {result.seconds:.3f} s ({_rate(result.rate)})")
+        self.say(f"{result.bytes} bytes {verb} in {result.seconds:.3f} s ({rate(result.rate)})")
         self.client.record_end(result, verdict.name, verdict.local if verdict.method == "HASH" else None)
-        self.say(_describe(verdict))
+        self.say(describe_verdict(verdict))
         if verdict.ok is False:
             self.failures += 1
 
@@ -420,34 +398,6 @@ class _LazyProgress:
     def finish(self) -> None:
         if self.bar is not None:
             self.bar.stop()
-
-
-def _describe_interruption(stop: TransferInterrupted) -> str:
-    name = escaped(stop.path)
-    what = {"RETR": f"download of {name} aborted", "STOR": f"upload of {name} aborted",
-            "HASH": f"check of {name} stopped"}.get(stop.command, f"{stop.command} {name} aborted")
-    return f"interrupted: {what} after {stop.moved} bytes" + (f"; {stop.note}" if stop.note else "")
-
-
-def _rate(bytes_per_second: float) -> str:
-    for unit in ("B/s", "KiB/s", "MiB/s", "GiB/s"):
-        if bytes_per_second < 1024 or unit == "GiB/s":
-            return f"{bytes_per_second:.1f} {unit}"
-        bytes_per_second /= 1024
-
-
-def _describe(verdict: Verdict) -> str:
-    if verdict.method == "HASH":
-        if verdict.ok:
-            return f"integrity: SHA-256 matches the server's ({verdict.local[:16]}…)"
-        return f"integrity: SHA-256 MISMATCH: local {verdict.local[:16]}…, server {verdict.remote[:16]}…"
-    if verdict.method == "SIZE":
-        if verdict.ok:
-            return f"integrity: size matches the server's ({verdict.local} bytes; no HASH to compare contents)"
-        return f"integrity: size MISMATCH: local {verdict.local} bytes, server {verdict.remote}"
-    if verdict.remote:
-        return f"integrity: not checked ({escaped(verdict.remote)})"
-    return "integrity: not checked (the server offers neither HASH nor SIZE)"
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -25,7 +25,7 @@ import pytest
 from conftest import REPO_ROOT, run_client, wait_for
 from rogue_server import RogueServer
 from solutions import helper
-from solutions.client import escaped
+from solutions.shelltext import escaped
 from solutions.datachannel import ConnectingEnd, ListeningEnd
 from solutions.ftpclient import ConnectionLost, FtpClient, FtpError
 
