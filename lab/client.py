@@ -17,6 +17,12 @@ terminal the client runs the commands it reads and exits with status 1 if
 any of them failed::
 
     printf 'put a.bin\\nget b.bin\\nls\\nquit\\n' | python -m lab.client 127.0.0.1 2121
+
+This module is the shell itself: its loop (one command at a time, a
+failure reported and the session going on), the commands that are a line
+or two, and ``main``. The commands that move files are in shelltransfers.py,
+the words it prints in shelltext.py; the protocol is FtpClient's
+(ftpclient.py), which has no user interface of its own.
 """
 
 from __future__ import annotations
@@ -32,43 +38,24 @@ if not __package__:
 
 import argparse
 import cmd
-import glob
 import os
 import shlex
-import time
-import unicodedata
 from contextlib import contextmanager
 
 import trace
 
-from .ftpclient import (ConnectionLost, FtpClient, FtpError, TransferInterrupted, TransferResult,
-                        Verdict, mismatch_name)
+from .ftpclient import ConnectionLost, FtpClient, FtpError, TransferInterrupted
 from .protocol import Reply
+from .shelltext import describe_interruption, escaped
+from .shelltransfers import ShellTransfers
 
 
-def escaped(text: str) -> str:
-    """``text`` from the peer, safe to print on a terminal.
+class Shell(ShellTransfers, cmd.Cmd):
+    """The ``ftp>`` prompt: one line, one command, on one FtpClient.
 
-    A server chooses the bytes of its replies, listings and file names, and
-    a terminal obeys control characters: ESC starts sequences that retitle,
-    recolour or clear the screen (or, on some terminals, answer back as if
-    typed), CR overwrites what was printed. So every control character
-    except newline and tab (C0, DEL, C1, and the invisible bidirectional
-    overrides that reorder text) is shown as a visible escape, ``\\x1b``.
-    """
-    return "".join(ch if ch in "\n\t" or not _is_control(ch) else _escape(ch) for ch in text)
+    The commands that move files (get, reget, mget, put, mput) are inherited
+    from ShellTransfers; the rest are here, each a line or two."""
 
-
-def _is_control(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Cc", "Cf")
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-class Shell(cmd.Cmd):
     prompt = "ftp> "
     intro = None
 
@@ -140,7 +127,7 @@ class Shell(cmd.Cmd):
         except TransferInterrupted as stop:
             self.failures += 1
             self.interrupted = True
-            self.say(_describe_interruption(stop))
+            self.say(describe_interruption(stop))
         except KeyboardInterrupt:
             self.interrupted = True
             # Ctrl-C outside a transfer (waiting for a reply, hashing a
@@ -159,98 +146,6 @@ class Shell(cmd.Cmd):
         self.fail(f"?Invalid command: {line.split()[0]}  (try 'help')")
 
     # --- commands ----------------------------------------------------------------
-
-    def do_get(self, arg: str) -> None:
-        """get <remote> [local]: download a file, then check it against the server's."""
-        remote, local = self._one_or_two(arg, "get <remote> [local]")
-        if remote is None:
-            return
-        local = self._local_name_for(remote, local)
-        if local is not None:
-            self._get(remote, local)
-
-    def _get(self, remote: str, local: str) -> None:
-        # The size is asked for before the transfer: once RETR is sent, the
-        # control channel is busy until the 226 reply.
-        try:
-            with self._progress_bar(lambda: self.client.size(remote)) as bar:
-                result, verdict = self.client.get_checked(remote, local, progress=bar)
-        except TransferInterrupted as stop:
-            stop.note = "the partial file was removed"
-            raise
-        self._report(result, "received", verdict)
-        if verdict.ok is False:
-            self.say(f"{escaped(local)} left as it was; the download is kept as "
-                     f"{escaped(mismatch_name(local))}")
-
-    def do_reget(self, arg: str) -> None:
-        """reget <remote> [local]: resume a download, appending to the local file (REST STREAM)."""
-        remote, local = self._one_or_two(arg, "reget <remote> [local]")
-        if remote is None:
-            return
-        local = self._local_name_for(remote, local)
-        if local is None:
-            return
-        try:
-            with self._progress_bar(lambda: self.client.size(remote)) as bar:
-                result = self.client.resume(remote, local, progress=bar)
-            verdict = self.client.verify_or_abort(local, remote, result)
-        except TransferInterrupted as stop:
-            stop.note = f"what arrived stays in {escaped(local)}: reget it to go on"
-            raise
-        self._report(result, "received", verdict)
-
-    do_resume = do_reget
-
-    def do_mget(self, arg: str) -> None:
-        """mget <pattern>...: download every remote file matching the globs (NLST, then fnmatch)."""
-        patterns = shlex.split(arg)
-        if not patterns:
-            self.fail("usage: mget <pattern>...")
-            return
-        for pattern in patterns:
-            folder, _, glob_part = pattern.rpartition("/")
-            names = self.client.names(folder, glob_part)
-            if not names:
-                self.fail(f"mget: {escaped(pattern)}: no remote file matches")
-            for name in names:
-                remote = name if "/" in name or not folder else f"{folder}/{name}"
-                local = self._local_name_for(remote, None)
-                if local is not None:
-                    self._get(remote, local)
-
-    def do_put(self, arg: str) -> None:
-        """put <local> [remote]: upload a file, then check the server's copy."""
-        local, remote = self._one_or_two(arg, "put <local> [remote]")
-        if local is None:
-            return
-        if not os.path.isfile(local):
-            self.fail(f"put: {local}: no such local file")
-            return
-        self._put(local, remote or os.path.basename(local))
-
-    def _put(self, local: str, remote: str) -> None:
-        with self._progress_bar(lambda: os.path.getsize(local)) as bar:
-            result = self.client.put(local, remote, progress=bar)
-        try:
-            verdict = self.client.verify_or_abort(local, remote, result)
-        except TransferInterrupted as stop:
-            stop.note = "the upload stays on the server, unchecked"
-            raise
-        self._report(result, "sent", verdict)
-
-    def do_mput(self, arg: str) -> None:
-        """mput <pattern>...: upload every local file matching the globs."""
-        patterns = shlex.split(arg)
-        if not patterns:
-            self.fail("usage: mput <pattern>...")
-            return
-        for pattern in patterns:
-            files = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
-            if not files:
-                self.fail(f"mput: {pattern}: no local file matches")
-            for path in files:
-                self._put(path, os.path.basename(path))
 
     def do_ls(self, arg: str) -> None:
         """ls [path]: list files on the server (LIST)."""
@@ -335,119 +230,11 @@ class Shell(cmd.Cmd):
 
     # --- helpers -----------------------------------------------------------------
 
-    def _one_or_two(self, arg: str, usage: str):
-        words = shlex.split(arg)
-        if not 1 <= len(words) <= 2:
-            self.fail(f"usage: {usage}")
-            return None, None
-        return words[0], words[1] if len(words) == 2 else None
-
     def _need_one(self, arg: str, usage: str) -> bool:
         if not arg.strip():
             self.fail(f"usage: {usage}")
             return False
         return True
-
-    def _local_name_for(self, remote: str, local: str | None) -> str | None:
-        """Where a download of ``remote`` goes: ``local`` if given, else the
-        remote's last name part here. Into an existing folder it goes under
-        the remote's name, as cp does. A remote path that names no file
-        (``..``, ``dir/``) with no local name is refused in one line: there
-        is no name to save it under, and guessing one could land the file
-        in a parent folder."""
-        name = remote.rsplit("/", 1)[-1]     # "dir/" names a folder: no file name
-        if name in ("", ".", ".."):
-            name = None
-        if local is None:
-            if name is None:
-                self.fail(f"get: {escaped(remote)} does not name a file; give a local name: get <remote> <local>")
-            return name
-        if os.path.isdir(local):
-            if name is None:
-                self.fail(f"get: {local} is a folder and {escaped(remote)} does not name a file")
-                return None
-            return os.path.join(local, name)
-        return local
-
-    def _report(self, result: TransferResult, verb: str, verdict: Verdict) -> None:
-        self.say(f"{result.bytes} bytes {verb} in {result.seconds:.3f} s ({_rate(result.rate)})")
-        self.client.record_end(result, verdict.name, verdict.local if verdict.method == "HASH" else None)
-        self.say(_describe(verdict))
-        if verdict.ok is False:
-            self.failures += 1
-
-    @contextmanager
-    def _progress_bar(self, size_of):
-        """A progress callback for one transfer (or None): it shows a bar only
-        on a terminal, and only once the transfer has taken over a second."""
-        if not (self.interactive and hasattr(self.stdout, "isatty") and self.stdout.isatty()):
-            yield None
-            return
-        try:
-            with self.quietly():    # an error here is the transfer's to report, once
-                total = size_of()
-        except (FtpError, OSError, ValueError):
-            total = None
-        bar = _LazyProgress(total)
-        try:
-            yield bar
-        finally:
-            bar.finish()
-
-
-class _LazyProgress:
-    DELAY = 1.0    # seconds before a bar appears: short transfers stay quiet
-
-    def __init__(self, total: int | None):
-        self.total = total
-        self.started = time.monotonic()
-        self.done = 0
-        self.bar = None
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        if self.bar is None:
-            if time.monotonic() - self.started < self.DELAY:
-                return
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn,
-                                       TransferSpeedColumn)
-            self.bar = Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                                TimeRemainingColumn(), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("transfer", total=self.total)
-        self.bar.update(self.task, completed=self.done)
-
-    def finish(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _describe_interruption(stop: TransferInterrupted) -> str:
-    name = escaped(stop.path)
-    what = {"RETR": f"download of {name} aborted", "STOR": f"upload of {name} aborted",
-            "HASH": f"check of {name} stopped"}.get(stop.command, f"{stop.command} {name} aborted")
-    return f"interrupted: {what} after {stop.moved} bytes" + (f"; {stop.note}" if stop.note else "")
-
-
-def _rate(bytes_per_second: float) -> str:
-    for unit in ("B/s", "KiB/s", "MiB/s", "GiB/s"):
-        if bytes_per_second < 1024 or unit == "GiB/s":
-            return f"{bytes_per_second:.1f} {unit}"
-        bytes_per_second /= 1024
-
-
-def _describe(verdict: Verdict) -> str:
-    if verdict.method == "HASH":
-        if verdict.ok:
-            return f"integrity: SHA-256 matches the server's ({verdict.local[:16]}…)"
-        return f"integrity: SHA-256 MISMATCH: local {verdict.local[:16]}…, server {verdict.remote[:16]}…"
-    if verdict.method == "SIZE":
-        if verdict.ok:
-            return f"integrity: size matches the server's ({verdict.local} bytes; no HASH to compare contents)"
-        return f"integrity: size MISMATCH: local {verdict.local} bytes, server {verdict.remote}"
-    if verdict.remote:
-        return f"integrity: not checked ({escaped(verdict.remote)})"
-    return "integrity: not checked (the server offers neither HASH nor SIZE)"
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -9,7 +9,6 @@ Everything runs over real loopback sockets: our server, a real thief at
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import select
 import socket
@@ -24,10 +23,9 @@ import pytest
 
 from conftest import REPO_ROOT, run_client, wait_for
 from rogue_server import RogueServer
-from solutions import helper
-from solutions.client import escaped
+from solutions.shelltext import escaped
 from solutions.datachannel import ConnectingEnd, ListeningEnd
-from solutions.ftpclient import ConnectionLost, FtpClient, FtpError
+from solutions.ftpclient import ConnectionLost, FtpClient
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 MAIN_PATH = [REPO_ROOT / "solutions" / name for name in
              ("protocol.py", "helper.py", "datachannel.py", "filesystem.py", "session.py",
               "transfers.py", "safetext.py", "server.py", "clientcontrol.py", "ftpclient.py",
-              "client.py")] + \
+              "client.py", "shelltransfers.py", "shelltext.py")] + \
             [REPO_ROOT / "trace" / name for name in ("tracer.py", "reader.py", "schema.py", "demo.py")]
 
 # Calls that do not exist on Windows (or macOS) and have no fallback there.
