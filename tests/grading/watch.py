@@ -122,11 +122,11 @@ class Wait:
         self.spin = spin
         self.waiters = waiters           # the grader's threads that only wait or watch
         self.enabled = enabled
-        self.started = time.monotonic()
-        pids = watch.student_pids() if enabled else []
-        self.cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+        # Most waits end within milliseconds: the first look, which takes the
+        # CPU times to compare with, is made only once CHECK has passed.
+        self.started = self.last_look = time.monotonic()
+        self.cpu_before: dict[int, float] | None = None
         self.looks: list[tuple[float, dict]] = []     # (time, threads) of each look, oldest first
-        self.last_look = 0.0
 
     def hopeless(self) -> str | None:
         """Why waiting longer cannot help, or None. Cheap to call often: it
@@ -138,6 +138,8 @@ class Wait:
         students = self.watch.student_pids()
         if not students:
             return None                   # nothing of the student's runs: the wait ends by itself
+        if self.cpu_before is None:
+            self.cpu_before, self.started = {pid: cpu_seconds(pid) for pid in students}, now
         waited = now - self.started
         if self.spin:
             spent = sum(max(0.0, cpu_seconds(pid) - self.cpu_before.get(pid, 0.0)) for pid in students)
