@@ -53,53 +53,17 @@ if str(REPO_ROOT) not in sys.path:
 MiB = 1024 * 1024
 HOST = "127.0.0.1"
 
-# pyftpdlib as a server process, with the same backlog and limits as ours:
-# the one script the tests start too.
-from tests.servers import PYFTPDLIB_SERVER  # noqa: E402
-
-
 # --- servers as subprocesses ---------------------------------------------------
 
-class ServerProcess:
-    """A server in its own process; it prints 'listening on HOST:PORT' when ready."""
+# Started as the tests start them (tests/servers.py, on the kit's one launcher,
+# trace/serverprocess.py): pyftpdlib with the same backlog and limits as ours.
+from tests.servers import start_ftpkit, start_pyftpdlib  # noqa: E402
+from trace.serverprocess import ServerProcess  # noqa: E402
 
-    def __init__(self, command: list[str], log: Path):
-        self.log = log
-        with open(log, "ab") as stderr:
-            self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                            stderr=stderr, text=True)
-        line = self.process.stdout.readline()
-        if not line.startswith("listening on "):
-            self.stop()
-            raise RuntimeError(f"server did not start: {line!r}; see {log}")
-        host, port = line.split()[-1].rsplit(":", 1)
-        self.address = (host, int(port))
-        self.pid = self.process.pid
 
-    @classmethod
-    def ftpkit(cls, root: Path, log: Path, *options: str) -> "ServerProcess":
-        return cls([sys.executable, "-m", "solutions.server", "--root", str(root),
-                    "--max-clients", "1000", "--max-per-ip", "1000", *options, "0"], log)
-
-    @classmethod
-    def pyftpdlib(cls, root: Path, log: Path, kind: str = "async") -> "ServerProcess":
-        return cls([sys.executable, "-c", PYFTPDLIB_SERVER, str(root), kind], log)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
-
-    def __enter__(self) -> "ServerProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+def start_ours(root: Path, work: Path, *options: str) -> ServerProcess:
+    """Our server, its client limits raised: the login and load figures open hundreds of connections."""
+    return start_ftpkit(root, work / "servers", "--max-clients", "1000", "--max-per-ip", "1000", *options)
 
 
 def process_counts(pid: int) -> tuple[int, int]:
@@ -451,10 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         progress("throughput")
         times = {key: [] for key in ("retr ours", "retr pyftpdlib", "retr threaded", "stor ours",
                                      "stor pyftpdlib", "stor threaded", "raw curl", "raw python")}
-        with ServerProcess.ftpkit(ours_root, work / "ours.err") as ours, \
-                ServerProcess.pyftpdlib(theirs_root, work / "pyftpdlib.err", "async") as theirs, \
-                ServerProcess.pyftpdlib(threaded_root, work / "threaded.err", "threaded") as threaded, \
-                ServerProcess([sys.executable, "-c", RAW_HTTP_SENDER, str(big)], work / "raw.err") as raw:
+        with start_ours(ours_root, work) as ours, \
+                start_pyftpdlib(theirs_root, work / "servers", "async") as theirs, \
+                start_pyftpdlib(threaded_root, work / "servers", "threaded") as threaded, \
+                ServerProcess("raw", [sys.executable, "-c", RAW_HTTP_SENDER, str(big)], work / "servers") as raw:
             servers = {"ours": (ours, ours_root), "pyftpdlib": (theirs, theirs_root),
                        "threaded": (threaded, threaded_root)}
             for _ in range(args.rounds):
@@ -483,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         # between the two, so a slow moment of the machine hits both alike.
         progress("tracing")
         trace_log = work / "bench-trace.log"
-        with ServerProcess.ftpkit(ours_root, work / "ours.err") as plain, \
-                ServerProcess.ftpkit(ours_root, work / "ours.err", "--trace", str(trace_log)) as traced:
+        with start_ours(ours_root, work) as plain, \
+                start_ours(ours_root, work, "--trace", str(trace_log)) as traced:
             timings = {key: [] for key in ("retr-plain", "retr-traced", "stor-plain", "stor-traced")}
             for n in range(args.trace_rounds):
                 pair = [("plain", plain), ("traced", traced)]
@@ -518,14 +482,14 @@ def main(argv: list[str] | None = None) -> int:
 
         # Logins: many clients at once.
         progress("logins")
-        with ServerProcess.ftpkit(ours_root, work / "ours.err") as ours, \
-                ServerProcess.pyftpdlib(theirs_root, work / "pyftpdlib.err", "async") as theirs, \
-                ServerProcess.pyftpdlib(threaded_root, work / "threaded.err", "threaded") as threaded:
+        with start_ours(ours_root, work) as ours, \
+                start_pyftpdlib(theirs_root, work / "servers", "async") as theirs, \
+                start_pyftpdlib(threaded_root, work / "servers", "threaded") as threaded:
             login_times = {name: [] for name in ("ours", "pyftpdlib", "threaded")}
             for _ in range(args.rounds):
                 for name, server in (("ours", ours), ("pyftpdlib", theirs), ("threaded", threaded)):
                     login_times[name].append(logins(server.address, args.logins))
-                    settle(server.pid, timeout=5) if name != "pyftpdlib" else time.sleep(0.2)
+                    settle(server.process.pid, timeout=5) if name != "pyftpdlib" else time.sleep(0.2)
         for name, label in (("pyftpdlib", "FTPServer"), ("threaded", "ThreadedFTPServer")):
             ours_s, theirs_s = min(login_times["ours"]), min(login_times[name])
             rows.append(Row(f"{args.logins} clients connect and log in: ftpkit vs pyftpdlib {label}",
@@ -536,9 +500,9 @@ def main(argv: list[str] | None = None) -> int:
         progress("load")
         load_root = work / "load-root"
         load_root.mkdir()
-        with ServerProcess.ftpkit(load_root, work / "load.err") as server:
+        with start_ours(load_root, work) as server:
             (work / "load-clients").mkdir()
-            report = run_load(server.address, server.pid, load_root, work / "load-clients", args.load_clients)
+            report = run_load(server.address, server.process.pid, load_root, work / "load-clients", args.load_clients)
         rows.append(Row(f"Load: {report.clients} clients put/get/ls with SHA-256 checks",
                         f"{report.operations} transfers, {report.bytes_moved / MiB:.0f} MiB in {report.seconds:.1f} s",
                         f"{len(report.failures)} failed, {len(report.lost)} lost, {len(report.corrupt)} corrupt",

@@ -1,11 +1,14 @@
-"""One launcher for every FTP server the tests run: ours, pyftpdlib, vsftpd, proftpd.
+"""The servers the kit's tests run: ours, pyftpdlib, vsftpd, proftpd.
 
 Each runs as its own process on a free loopback port with a given root
-folder. The launcher waits until the server is ready (ours and pyftpdlib
-print ``listening on HOST:PORT``; vsftpd and proftpd are ready when their
-port answers with a 220 greeting), keeps the server's stdout and stderr in
-files that can be read at any time (so a server that fails to start is
-reported with its own words, issue 13), and stops and reaps it on exit.
+folder, started through the kit's one launcher, :mod:`trace.serverprocess`:
+it waits until the server is ready (ours and pyftpdlib print ``listening on
+HOST:PORT``; vsftpd and proftpd are ready when their port answers with a
+220 greeting), keeps its stdout and stderr in files under ``workdir`` that
+can be read at any time (so a server that fails to start is reported with
+its own words, issue 13), and stops and reaps it on exit. This file adds
+what only the tests need: which daemons, their configuration files, and a
+skip where one is not installed.
 
     with start_ftpkit(root, workdir) as server:
         ftplib.FTP().connect(*server.address)
@@ -24,13 +27,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
-import re
 import shutil
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from trace.serverprocess import ServerFailedToStart, ServerProcess  # noqa: F401  (the tests catch it from here)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,100 +48,20 @@ class ServerUnavailable(RuntimeError):
     """The server's program is not installed here (a reason to skip, not to fail)."""
 
 
-class ServerFailedToStart(RuntimeError):
-    """The server's process started but never became ready."""
+class RunningServer(ServerProcess):
+    """A server process (see :class:`trace.serverprocess.ServerProcess`) and the
+    folder it serves; a context manager that stops it."""
 
-
-class RunningServer:
-    """A server process with its output in files; a context manager that stops it."""
-
-    def __init__(self, name: str, command: list[str], workdir: Path, *, cwd: Path = REPO_ROOT,
-                 env: dict | None = None, port: int | None = None, timeout: float = 15.0,
-                 root: Path | None = None, upload_dir: str = ""):
-        self.name = name
-        self.command = command
+    def __init__(self, name: str, command: list[str], workdir: Path, *, root: Path, upload_dir: str = "",
+                 cwd: Path = REPO_ROOT, env: dict | None = None, greeting_port: int | None = None):
         self.root = root                    # the folder served
         self.upload_dir = upload_dir        # where anonymous users may write, relative to root ("" = root)
-        workdir.mkdir(parents=True, exist_ok=True)
-        stem = f"{name}-{time.monotonic_ns()}"
-        self.out_path = workdir / f"{stem}.out"
-        self.err_path = workdir / f"{stem}.err"
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=out, stderr=err)
-        try:
-            self.host, self.port = self._wait_until_ready(port, timeout)
-        except BaseException:
-            self.stop()
-            raise
-
-    # -- readiness ------------------------------------------------------------
-
-    def _wait_until_ready(self, port: int | None, timeout: float) -> tuple[str, int]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if port is None:
-                match = re.search(r"listening on (\S+):(\d+)", self.stdout())
-                if match:
-                    return match.group(1), int(match.group(2))
-            elif _greets("127.0.0.1", port):
-                return "127.0.0.1", port
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.02)
-        status = self.process.poll()
-        why = f"exited with status {status}" if status is not None else f"not ready after {timeout:g} s"
-        raise ServerFailedToStart(f"{self.name} did not start ({why}): {' '.join(self.command)}\n"
-                                  f"--- its output ---\n{self.output().strip() or '(none)'}")
-
-    # -- what it said ------------------------------------------------------------
-
-    def stdout(self) -> str:
-        return self.out_path.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def output(self) -> str:
-        return self.stdout() + self.stderr()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
+        super().__init__(name, command, workdir, cwd=cwd, env=env, greeting_port=greeting_port)
 
     @property
     def upload_root(self) -> Path:
         """The local folder behind ``upload_dir``: what a client's uploads land in."""
         return self.root / self.upload_dir
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    # -- stopping -------------------------------------------------------------------
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL; always reaps. Safe to call twice."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process.wait()
-
-    def __enter__(self) -> "RunningServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def _greets(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1) as probe:
-            return probe.recv(4).startswith(b"220")
-    except OSError:
-        return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -259,7 +181,7 @@ def start_vsftpd(root: Path, workdir: Path, writable: bool = True) -> RunningSer
         f"secure_chroot_dir={empty}", "xferlog_enable=NO", "dirmessage_enable=NO",
         "pasv_enable=YES", "port_enable=YES", "connect_from_port_20=NO",
         f"vsftpd_log_file={workdir / 'vsftpd.log'}", ""]))
-    return RunningServer("vsftpd", [program, str(config)], workdir, port=port, root=root,
+    return RunningServer("vsftpd", [program, str(config)], workdir, greeting_port=port, root=root,
                          upload_dir="upload" if writable else "")
 
 
@@ -318,7 +240,8 @@ SystemLog {workdir / 'proftpd.log'}
   </Limit>
 </Anonymous>
 """)
-    return RunningServer("proftpd", [program, "-n", "-q", "-c", str(config)], workdir, port=port, root=root)
+    return RunningServer("proftpd", [program, "-n", "-q", "-c", str(config)], workdir, greeting_port=port,
+                         root=root)
 
 
 LAUNCHERS = {"ftpkit": start_ftpkit, "pyftpdlib": start_pyftpdlib,

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, run_client, wait_for
+from servers import RunningServer
 from solutions.faults import CHUNK, Faults, FaultySocket
 from test_security import Control, receive_all, start_server  # noqa: F401 (a fixture)
 
@@ -35,49 +36,16 @@ def names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-class FaultyServer:
-    """The server as a subprocess, its stderr kept in a file we can read any time."""
-
-    def __init__(self, root: Path, log: Path, *options: str):
-        self.log = log
-        with open(log, "wb") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "solutions.server", "--root", str(root), *options, "0"],
-                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
-        line = self.process.stdout.readline()
-        assert line.startswith("listening on "), (line, log.read_text())
-        self.host, port = line.split()[-1].rsplit(":", 1)
-        self.port = int(port)
-
-    def stderr(self) -> str:
-        return self.log.read_text()
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.kill()
-        self.process.wait()
-        self.process.stdout.close()
-
-
 @pytest.fixture
-def faulty_server(server_root, tmp_path):
-    """Factory: a server subprocess with the given options (fault injection, ...)."""
-    started = []
-
-    def start(*options: str, root: Path = server_root) -> FaultyServer:
-        server = FaultyServer(root, tmp_path / f"server-{len(started)}.err", *options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def faulty_server(server_process, server_root):
+    """Factory: the server as a subprocess with the given options (fault
+    injection, ...); its stderr readable any time, stopped after the test."""
+    def start(*options: str, root: Path = server_root) -> RunningServer:
+        return server_process(root, *options)
+    return start
 
 
-def start_client(server: FaultyServer, cwd: Path, *commands: str) -> subprocess.Popen:
+def start_client(server: RunningServer, cwd: Path, *commands: str) -> subprocess.Popen:
     client = subprocess.Popen([sys.executable, "-m", "solutions.client", server.host, str(server.port)],
                               cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))

@@ -21,8 +21,6 @@ import os
 import random
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +31,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.bench_ftp import settle
-from conftest import REPO_ROOT
 from solutions.ftpclient import FtpClient
 from solutions.protocol import (MAX_LINE, NEED_DATA, Command, CommandParser, ConnectionClosed,
                                 LineFramer, LineTooLong, MalformedLine, NotUtf8, Reply, ReplyParser,
@@ -385,27 +382,15 @@ def fuzz_worker(address, seed: int, tally: Tally, failures: list) -> None:
 
 
 @pytest.fixture
-def fuzz_server(server_root, tmp_path):
+def fuzz_server(server_process, server_root):
     if not Path("/proc/self/status").exists():
         pytest.skip("counting threads and descriptors needs Linux's /proc")
     (server_root / "small.txt").write_bytes(os.urandom(100))
     (server_root / "sub").mkdir()
     (server_root / "sub" / "inner.txt").write_text("inner")
-    with open(tmp_path / "server.err", "wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "solutions.server", "--root", str(server_root),
-             "--accept-timeout", "0.05", "--transfer-timeout", "2", "--idle-timeout", "30",
-             "--max-clients", "64", "--max-per-ip", "64", "0"],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    try:
-        line = process.stdout.readline()
-        assert line.startswith("listening on "), line
-        host, port = line.split()[-1].rsplit(":", 1)
-        yield process, (host, int(port))
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()
+    server = server_process(server_root, "--accept-timeout", "0.05", "--transfer-timeout", "2",
+                            "--idle-timeout", "30", "--max-clients", "64", "--max-per-ip", "64")
+    return server.process, server.address
 
 
 @pytest.mark.timeout(90)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_ftp import ServerProcess, run_load
+from bench.bench_ftp import run_load, start_ours
 
 CLIENTS = 20
 
@@ -23,18 +23,15 @@ CLIENTS = 20
 def load_server(server_root, tmp_path):
     if not Path("/proc/self/status").exists():
         pytest.skip("counting threads and descriptors needs Linux's /proc")
-    server = ServerProcess.ftpkit(server_root, tmp_path / "server.err")
-    try:
+    with start_ours(server_root, tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.timeout(120)
 def test_clients_at_once_lose_nothing_and_leave_nothing_behind(load_server, server_root, tmp_path):
     clients_dir = tmp_path / "clients"
     clients_dir.mkdir()
-    report = run_load(load_server.address, load_server.pid, server_root, clients_dir,
+    report = run_load(load_server.address, load_server.process.pid, server_root, clients_dir,
                       clients=CLIENTS, files_per_client=2, max_size=512 * 1024)
     print(f"\nload: {report.clients} clients, {report.operations} transfers, "
           f"{report.bytes_moved / 2**20:.0f} MiB in {report.seconds:.1f} s; "
@@ -48,4 +45,4 @@ def test_clients_at_once_lose_nothing_and_leave_nothing_behind(load_server, serv
     uploaded = sorted(p.name for p in server_root.iterdir() if re.fullmatch(r"c\d+-f\d\.bin", p.name))
     assert len(uploaded) == CLIENTS * 2
     assert not [p for p in server_root.iterdir() if p.name.startswith(".")]
-    assert "aborted" not in (tmp_path / "server.err").read_text()
+    assert "aborted" not in load_server.stderr()

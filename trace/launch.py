@@ -2,9 +2,12 @@
 machines, both tracing into one log.
 
 This is the bottom layer of recording: it knows nothing of captures, demos
-or notebooks (those import it; it imports none of them). Each program may
-run inside a network namespace (``netns``): it is then started through
-``ip netns exec NS``, and sees only that namespace's interfaces.
+or notebooks (those import it; it imports none of them). The server is
+started, waited for and stopped by :mod:`trace.serverprocess`, as the kit's
+tests start theirs; the client runs to its end, so it needs none of that.
+Each program may run inside a network namespace (``netns``): it is then
+started through ``ip netns exec NS``, and sees only that namespace's
+interfaces.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from .serverprocess import ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,33 +48,24 @@ def _environment() -> dict:
 
 @contextmanager
 def serving(log, server_root, server_args=(), *, host: str = "127.0.0.1", port: int = 0,
-            netns: str | None = None, module: str | None = None, extra_args=()):
+            netns: str | None = None, module: str | None = None, extra_args=(), workdir=None):
     """The reference server as a process tracing into ``log``; yields its port.
 
     ``host``/``port``: where it listens (port 0: any free port); ``netns``:
     the network namespace it runs in; ``module``: another server module to
     run instead of ``<implementation>.server``; ``extra_args``: options the
-    place it runs in needs, besides the caller's ``server_args``."""
-    command = [sys.executable, "-m", module or f"{IMPLEMENTATION}.server", "--host", host,
+    place it runs in needs, besides the caller's ``server_args``;
+    ``workdir``: where the temporary folder for its output goes."""
+    module = module or f"{IMPLEMENTATION}.server"
+    command = [sys.executable, "-m", module, "--host", host,
                "--root", str(server_root), "--trace", str(Path(log).resolve()),
                *extra_args, *server_args, str(port)]
-    server = subprocess.Popen(_in_netns(netns, command), cwd=REPO_ROOT, env=_environment(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready = server.stdout.readline()
-        if not ready.startswith("listening on "):
-            server.kill()
-            raise RuntimeError(f"the server did not start: {ready}{server.stderr.read()}".strip())
-        yield int(ready.rsplit(":", 1)[1])
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server.stdout.close()
-        server.stderr.close()
+    # A minute to start, not the tests' 15 s: a student's laptop can be slow
+    # to start Python the first time (a virus scanner reading every file).
+    with tempfile.TemporaryDirectory(prefix="ftpkit-server-", dir=workdir) as output, \
+            ServerProcess(module, _in_netns(netns, command), Path(output), cwd=REPO_ROOT,
+                          env=_environment(), timeout=60.0) as server:
+        yield server.port
 
 
 def run_client(log, port: int, script: list[str], client_dir, active: bool = False,
@@ -132,6 +128,6 @@ def run_session(log, script: list[str], server_files: dict | None = None,
         client_dir.mkdir()
         put_files(server_root, server_files)
         put_files(client_dir, client_files)
-        with serving(log, server_root, server_args, **where_server) as port:
+        with serving(log, server_root, server_args, workdir=tmp, **where_server) as port:
             client = run_client(log, port, script, client_dir, active, timeout, **where_client)
     return Session(log, port, client.stdout + client.stderr, client.returncode)

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -175,7 +173,7 @@ def run_scenario(scenario: Scenario, log, workdir=None) -> None:
             root = Path(tmp, "server")
             root.mkdir()
             put_files(root, scenario.server_files)
-            with serving(log, root, scenario.server_args) as port:
+            with serving(log, root, scenario.server_args, workdir=tmp) as port:
                 clients = []
                 for n in range(scenario.clients):
                     home = Path(tmp, f"client-{n}")
@@ -200,7 +198,7 @@ def drive_failures(log, download_to=None, workdir=None) -> None:
         root = Path(tmp, "server")
         root.mkdir()
         put_files(root, scenario.server_files)
-        with serving(log, root, scenario.server_args) as port:
+        with serving(log, root, scenario.server_args, workdir=tmp) as port:
             tracer.start(log, "client")
             try:
                 client = ftpclient.FtpClient("127.0.0.1", port)
