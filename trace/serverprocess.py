@@ -27,6 +27,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 READY_LINE = re.compile(r"listening on (\S+):(\d+)")
 
@@ -41,20 +42,24 @@ class ServerProcess:
     ``output_dir``: where its stdout and stderr are kept (the caller's
     folder: the files stay there for a look after a failed run).
     ``greeting_port``: the loopback port a daemon was told to listen on,
-    ready when it greets there; None for a server that prints ``listening on``."""
+    ready when it greets there; None for a server that prints ``listening on``.
+    ``spawn(command, cwd, env, out, err)``: how the process is made, a
+    ``subprocess.Popen`` by default; the grader passes its own (its sandbox
+    runs student code as another user), which returns an object with
+    Popen's ``poll``, ``wait``, ``terminate`` and ``kill``."""
 
     def __init__(self, name: str, command: list[str], output_dir: Path, *, cwd=None,
-                 env: dict | None = None, greeting_port: int | None = None, timeout: float = 15.0):
+                 env: dict | None = None, greeting_port: int | None = None, timeout: float = 15.0,
+                 spawn: Callable | None = None):
         self.name = name
         self.command = command
         output_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{name}-{time.monotonic_ns()}"       # unique: a folder may hold several servers' files
+        stem = f"{_file_name(name)}-{time.monotonic_ns()}"   # unique: a folder may hold several servers' files
         self.out_path = output_dir / f"{stem}.out"
         self.err_path = output_dir / f"{stem}.err"
         # The child writes into its own copies of the files; ours close at once.
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=out, stderr=err)
+            self.process = (spawn or _popen)(command, cwd, env, out, err)
         try:
             self.host, self.port = self._wait_until_ready(greeting_port, timeout)
         except BaseException:
@@ -118,6 +123,15 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _popen(command: list[str], cwd, env: dict | None, out, err) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+
+
+def _file_name(name: str) -> str:
+    """``name`` as part of a file name: no folder separators, no spaces."""
+    return re.sub(r"[^\w.-]+", "-", name).strip("-")[:60] or "server"
 
 
 def _greets(host: str, port: int) -> bool:

@@ -15,74 +15,55 @@ import os
 import re
 import select
 import socket
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import watch
+from trace.serverprocess import ServerFailedToStart, ServerProcess
+
 from .harness import IO_TIMEOUT, REPO_ROOT, GradingFailure, Steps, Trace, expect, reference_available
 
 
 # --- processes ------------------------------------------------------------------------
 
-class Process:
+class Process(ServerProcess):
     """A server process started as ``python -m <package>.server``: the student's
     in the sandbox (``sandbox``), the reference forked by the grader's own
-    fork server (``launcher``). Either way it traces to a file of the test."""
+    fork server (``launcher``). Either way it traces to a file of the test.
+    Waiting until it listens, its output and its stop are the kit's one
+    launcher's (trace/serverprocess.py); only the start is the grader's."""
 
     def __init__(self, label: str, package: str, env: dict | None, root: Path, workdir: Path,
                  steps: Steps, *extra: str, sandbox=None, launcher=None):
         self.label = label
-        workdir.mkdir(parents=True, exist_ok=True)
         self.trace_path = workdir / f"{package}-server-{id(self)}.log"
-        self.out_path = workdir / f"{package}-server-{id(self)}.out"
-        self.err_path = workdir / f"{package}-server-{id(self)}.err"
         arguments = ["--root", str(root), *extra, "--trace", str(self.trace_path), "0"]
         steps.trace(label, self.trace_path)
-        steps.log(label, self.err_path)
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+
+        def spawn(command, cwd, env, out, err):
+            steps.log(label, Path(err.name))
             if sandbox is not None:
-                self.process = sandbox.start(sandbox.python(f"{package}.server", arguments), workdir, out, err)
-            else:
-                with open(os.devnull, "rb") as devnull:
-                    self.process = launcher.start(["-m", f"{package}.server", *arguments], workdir, env,
-                                                  {0: devnull.fileno(), 1: out.fileno(), 2: err.fileno()},
-                                                  path=[REPO_ROOT])
-        self.host, self.port = self._wait_until_listening()
+                return sandbox.start(sandbox.python(f"{package}.server", arguments), cwd, out, err)
+            with open(os.devnull, "rb") as devnull:
+                return launcher.start(["-m", f"{package}.server", *arguments], cwd, env,
+                                      {0: devnull.fileno(), 1: out.fileno(), 2: err.fileno()}, path=[REPO_ROOT])
 
-    def _wait_until_listening(self, timeout: float = 10.0) -> tuple[str, int]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.out_path.read_text(errors="replace")
-            match = re.search(r"listening on (\S+):(\d+)", text)
-            if match:
-                return match.group(1), int(match.group(2))
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.01)
-        self.stop()
-        error = self.err_path.read_text(errors="replace").strip().splitlines()[-3:]
-        raise GradingFailure(f"{self.label} starts and prints 'listening on HOST:PORT'",
-                             "a listening server", " / ".join(error) or "no output",
-                             "run the server by hand: python -m <package>.server --root . 2121")
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
+        try:
+            super().__init__(f"{package}-server", [f"{package}.server", *arguments], workdir, cwd=workdir,
+                             env=env, timeout=10.0, spawn=spawn)
+        except ServerFailedToStart:
+            error = self.err_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise GradingFailure(f"{label} starts and prints 'listening on HOST:PORT'",
+                                 "a listening server", " / ".join(error) or "no output",
+                                 "run the server by hand: python -m <package>.server --root . 2121") from None
 
     def trace(self) -> Trace:
         return Trace.load(self.trace_path)
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, timeout: float = 3.0) -> None:
+        super().stop(timeout)
 
 
 # --- the probe: a raw control connection the grader types into ----------------------
