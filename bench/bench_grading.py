@@ -1,6 +1,6 @@
 """How fast a class is graded: submissions per minute on this machine.
 
-    python bench/bench_grading.py            # the 15 planted bugs, the starter and the solutions
+    python bench/bench_grading.py            # the 18 planted bugs, the starter and the solutions
     python bench/bench_grading.py --quick    # 4 bugs, the starter and the solutions
     python bench/bench_grading.py --jobs 2
 
