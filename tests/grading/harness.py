@@ -304,12 +304,10 @@ def describe(events: list) -> tuple[list[str], dict[int, int]]:
 # --- trace analysis: the two-channel design --------------------------------------
 
 class Trace:
-    """One process's trace: its events, and the kit's session model of them
-    (:class:`trace.model.Session`), whose connection ends and listening
-    sockets (:class:`trace.records.End`, :class:`~trace.records.Listener`)
-    are what a check asks about: ``conn``, ``channel``, ``how`` ("listen",
-    "accept", "connect"), ``local``, ``listener``, and where in ``events`` it
-    ``opened`` and ``closed`` (None while open)."""
+    """One process's trace: its events, and the kit's model of them
+    (:class:`trace.model.Session`), whose ends and listeners a check reads:
+    ``conn``, ``channel``, ``how``, ``local``, ``listener``, and the index in
+    ``events`` where each ``opened`` and ``closed`` (None while open)."""
 
     def __init__(self, events: list[dict]):
         self.events = events
@@ -319,7 +317,7 @@ class Trace:
         """The model, made the first time a check asks about connections (a
         diagnosis often needs only the events). segments=False: the facts of
         the ends, without a diagram step for every data segment."""
-        session = Session(on_problem=_ignore, segments=False)
+        session = Session(on_problem=lambda problem: None, segments=False)
         for event in self.events:
             session.feed(event)
         return session
@@ -394,10 +392,6 @@ class Trace:
             time.sleep(0.02)
             trace = Trace.load(path)
         return trace
-
-
-def _ignore(problem) -> None:
-    """The grader reads what the student's code wrote as it is: a bad event is passed over."""
 
 
 # --- files to move ----------------------------------------------------------------
