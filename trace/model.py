@@ -20,7 +20,13 @@ together, one event at a time, without ever keeping the event list:
 While a step waits for its other copy it sits in a short queue, so steps
 come out in time order. The queue is bounded (a number of steps, a span of
 log time), which is what keeps memory flat on a log of any length: the model
-itself holds only one small record per connection and per transfer.
+itself holds only one small record per connection end, per listening socket
+and per transfer.
+
+Each end and listener also says where in the input it opened and closed
+(``End.opened``, ``End.closed``: the index of that event among those fed),
+so that a reader of one process's log, as the grader is, can tell what came
+first and point at the event.
 
 From a notebook::
 
@@ -45,7 +51,8 @@ from .validate import field_problem, header_problem, segment_ok
 # The records the model builds (they lived in this module once; notebooks
 # and the diagram still import them from here).
 from .records import (CLIENT, CLOSE, DATA, LINE, NOTE, OPEN, ROLES, SERVER,  # noqa: F401
-                      VERDICT_ORDER, Connection, End, ErrorRecord, Step, Transfer, other)
+                      VERDICT_ORDER, Connection, End, ErrorRecord, Listener, Step, Transfer,
+                      other)
 
 # How long a message waits for its copy from the other side before it is
 # drawn as seen by one side only. Copies of one message are normally a few
@@ -90,6 +97,7 @@ class Session:
         self.start: float | None = None       # time of the first event
         self.end: float | None = None         # time of the latest event
         self.events_used = 0                  # events that were understood
+        self.fed = 0                          # events fed, understood or not
         self.roles_seen: set[str] = set()
         # The records the summary lists: the first KEEP_* of each; the counts are of all.
         self.connections: list[Connection] = []
@@ -101,6 +109,7 @@ class Session:
         self.error_count = 0
         self._recent_transfers: deque[Transfer] = deque(maxlen=RECENT_TRANSFERS)
         self._ends: dict[tuple, End] = {}          # (role, pid, conn) -> End
+        self._listeners: dict[tuple, Listener] = {}  # (role, pid, conn) -> Listener
         self._unpaired: dict[tuple, Connection] = {}  # (local, remote) -> waiting for its peer end
         self._refused: set[tuple] = set()          # (role, pid) whose header we cannot read
         self._started: dict[tuple, list] = {}      # open transfer_start times per side
@@ -118,6 +127,7 @@ class Session:
     # -- input -----------------------------------------------------------------
     def feed(self, event) -> list[Step]:
         """Take one event; return the steps now ready to draw."""
+        self.fed += 1
         kind = event.get("type")
         role = event.get("role")
         self.last_rejected = False
@@ -191,6 +201,16 @@ class Session:
                 self._record_transfer(transfer)
         self._started.clear()
         return self.flush()
+
+    @property
+    def ends(self) -> list[End]:
+        """Every connection end seen, in the order each first appeared."""
+        return list(self._ends.values())
+
+    @property
+    def listeners(self) -> list[Listener]:
+        """Every listening socket seen, in the order each began listening."""
+        return list(self._listeners.values())
 
     def connection_of(self, event) -> Connection | None:
         """The connection an event (already fed, and not refused) belongs to, if any."""
@@ -297,11 +317,17 @@ class Session:
         return Step(NOTE, t, role=role, style="header", event=event)
 
     def _on_listen(self, event, role, t):
+        key = (role, event["pid"], event["conn"])
+        self._listeners[key] = Listener(role, event["pid"], event["conn"], event["channel"],
+                                        event["local"], self.fed - 1)
         return Step(NOTE, t, role=role, style="listen", channel=event["channel"], event=event)
 
     def _on_connect(self, event, role, t):
         end = self._end(event, role, t)
         end.how = event["type"]
+        end.opened = self.fed - 1
+        if end.how == "accept":
+            end.listener = event["listener"]
         connection = end.connection
         if connection.connector is None:
             connection.connector = role if end.how == "connect" else other(role)
@@ -364,16 +390,20 @@ class Session:
     def _on_close(self, event, role, t):
         key = (role, event["pid"], event["conn"])
         if event.get("remote") is None and key not in self._ends:
-            return None                         # a listener closing: it carried nothing
+            listener = self._listeners.get(key)  # a listener closing: it carried nothing
+            if listener is not None and listener.closed is None:
+                listener.closed = self.fed - 1
+            return None
         end = self._end(event, role, t)
-        end.closed = True
+        if end.closed is None:
+            end.closed = self.fed - 1
         connection = end.connection
         if isinstance(event.get("sent"), int):
             connection.carried[role] = max(connection.carried[role], event["sent"])
         if isinstance(event.get("received"), int):
             peer = other(role)
             connection.delivered[peer] = max(connection.delivered[peer], event["received"])
-        last = all(e.closed for e in connection.ends.values())
+        last = all(e.closed is not None for e in connection.ends.values())
         if last:
             connection.t_close = t
         step = Step(CLOSE, t, connection, role=role, final=last,

@@ -1,5 +1,5 @@
-"""What a traced session is made of: connections and their ends, transfers,
-errors, and the steps of the sequence diagram.
+"""What a traced session is made of: connections and their ends, listening
+sockets, transfers, errors, and the steps of the sequence diagram.
 
 These are plain records; :mod:`trace.model` builds them from the events of
 both sides, :mod:`trace.presentation` puts them in words.
@@ -24,16 +24,44 @@ def other(role: str) -> str:
 
 
 class End:
-    """One process's end of a TCP connection."""
+    """One process's end of a TCP connection.
 
-    __slots__ = ("role", "pid", "conn", "local", "remote", "how", "closed", "connection")
+    ``opened`` and ``closed`` say where in the input its connect (or accept)
+    and its close came: the number of events fed to the model before them,
+    that is their index in the list of events read (the grader compares them
+    and names steps by them).
+    """
+
+    __slots__ = ("role", "pid", "conn", "local", "remote", "how", "listener", "opened", "closed",
+                 "connection")
 
     def __init__(self, role, pid, conn, local, remote):
         self.role, self.pid, self.conn = role, pid, conn
         self.local, self.remote = local, remote
         self.how = None          # "connect" or "accept"; None if the log began later
-        self.closed = False
+        self.listener: int | None = None   # accepted: the conn of the listening socket
+        self.opened: int | None = None     # None if the log began later
+        self.closed: int | None = None     # None while it is open
         self.connection: Connection | None = None
+
+    @property
+    def channel(self) -> str:
+        return self.connection.channel
+
+
+class Listener:
+    """One process's listening socket: the control port, or a data port
+    (PASV, PORT) that should accept one connection and stop listening.
+    ``opened`` and ``closed`` are positions in the input, as for an :class:`End`."""
+
+    __slots__ = ("role", "pid", "conn", "channel", "local", "opened", "closed")
+    how = "listen"               # as End.how: how the socket came to be
+
+    def __init__(self, role, pid, conn, channel, local, opened):
+        self.role, self.pid, self.conn = role, pid, conn
+        self.channel, self.local = channel, local
+        self.opened: int = opened
+        self.closed: int | None = None     # None while it listens
 
 
 class Connection:
