@@ -288,6 +288,26 @@ def test_session_can_be_fed_event_by_event(passive_log):
     assert all(s.seen == "both" for s in steps if s.kind in ("line", "data"))
 
 
+
+def test_each_end_and_listener_knows_the_events_that_opened_and_closed_it(passive_log):
+    # The grader names steps by these positions ("the close of data #4"): each
+    # must point at its own connect, accept, listen or close event.
+    events = list(trace.load(passive_log))
+    session, _ = build(events)
+    records = session.ends + session.listeners
+    assert session.listeners and any(end.how == "accept" for end in session.ends)
+    for record in records:
+        opening = events[record.opened]
+        assert opening["type"] == record.how and opening["conn"] == record.conn, opening
+        closes = [index for index, event in enumerate(events) if index > record.opened
+                  and event["type"] == "close" and event.get("conn") == record.conn
+                  and (event["role"], event["pid"]) == (record.role, record.pid)]
+        # The first close after the opening, or None when the log has none (a
+        # server's control listener that was still listening at the end).
+        assert record.closed == (closes[0] if closes else None), (record.conn, record.how)
+    assert sum(record.closed is not None for record in records) >= len(records) - 1
+
+
 # --- the SVG snapshot ----------------------------------------------------------------------
 
 def test_svg_export_matches_the_snapshot(passive_log):
