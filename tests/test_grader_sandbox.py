@@ -366,6 +366,23 @@ def test_a_framer_that_reports_an_overlong_line_at_once_passes(tmp_path):
     assert tests.get("test_framer_handles_partial_and_pipelined_lines") == "passed", run.stdout[-3000:]
 
 
+
+def test_a_failure_report_shows_the_students_control_characters_instead_of_obeying_them(tmp_path):
+    # A student's exception message with terminal escapes (clear the screen,
+    # retitle the window) reaches the grader's terminal as visible text.
+    package = tmp_path / "noisy"
+    shutil.copytree(REPO_ROOT / "solutions", package, ignore=shutil.ignore_patterns("__pycache__"))
+    protocol = (package / "protocol.py").read_text()
+    old = '    """Split a command line into verb and argument (RFC 959 section 5.3).\n'
+    assert protocol.count(old) == 1
+    (package / "protocol.py").write_text(protocol.replace(
+        old, old.replace('"""Split', 'raise ValueError("\\x1b[2J\\x1b]0;owned\\x07")\n    """Split')))
+    run = _grade("tests/grading", "--impl", str(package), "-k", "test_parse_command")
+    assert "1 failed" in run.stdout, run.stdout[-3000:]
+    assert "\x1b" not in run.stdout and "\x07" not in run.stdout
+    assert "\\x1b[2J\\x1b]0;owned\\x07" in run.stdout, run.stdout[-3000:]
+
+
 @needs_root
 def test_without_mount_namespaces_permissions_hide_the_kit(monkeypatch):
     """A container that refuses unshare: the kit's folder is closed to other users for

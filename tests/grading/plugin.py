@@ -186,6 +186,9 @@ def pytest_runtest_makereport(item, call):
         except BaseException as error:     # the test's timeout may strike here too: never an INTERNALERROR
             text = (f"{getattr(report, 'longreprtext', '')[-2000:]}\n(the grader could not explain this "
                     f"failure further: {type(error).__name__}: {str(error)[:200]})")
+        # The report quotes the student's traces and output: on the grader's
+        # terminal too, their control characters are shown, never obeyed.
+        text = student_text(text, cap=1 << 20)
         report.longrepr = text
         result.status = "failed" if call.when == "call" else "error"
         result.output = text
