@@ -21,7 +21,8 @@ While a step waits for its other copy it sits in a short queue, so steps
 come out in time order. The queue is bounded (a number of steps, a span of
 log time), which is what keeps memory flat on a log of any length: the model
 itself holds only one small record per connection end, per listening socket
-and per transfer.
+and per transfer. Matching the two sides' records of a transfer is
+:mod:`trace.transferbook`'s job.
 
 Each end and listener also says where in the input it opened and closed
 (``End.opened``, ``End.closed``: the index of that event among those fed),
@@ -53,6 +54,8 @@ from .validate import field_problem, header_problem, segment_ok
 from .records import (CLIENT, CLOSE, DATA, LINE, NOTE, OPEN, ROLES, SERVER,  # noqa: F401
                       VERDICT_ORDER, Connection, End, ErrorRecord, Listener, Step, Transfer,
                       other)
+# The transfers' bookkeeping; its limits lived in this module once, with the other KEEP_*.
+from .transferbook import KEEP_TRANSFERS, RECENT_TRANSFERS, TransferBook  # noqa: F401
 
 # How long a message waits for its copy from the other side before it is
 # drawn as seen by one side only. Copies of one message are normally a few
@@ -63,12 +66,9 @@ MATCH_WINDOW_SECONDS = 2.0
 # The records kept for the summary's tables. Past these, a session is only
 # counted (connection_count, transfer_count, error_count), so that memory
 # stays flat on a log of any length: a flood of error replies once made the
-# viewer grow to gigabytes.
+# viewer grow to gigabytes. (KEEP_TRANSFERS is trace.transferbook's.)
 KEEP_CONNECTIONS = 1000
-KEEP_TRANSFERS = 1000
 KEEP_ERRORS = 200
-# Transfers that may still be matched with the other side's record of them.
-RECENT_TRANSFERS = 64
 
 class BadEvent(ValueError):
     """An event whose fields do not fit the schema (said in one line)."""
@@ -101,18 +101,15 @@ class Session:
         self.roles_seen: set[str] = set()
         # The records the summary lists: the first KEEP_* of each; the counts are of all.
         self.connections: list[Connection] = []
-        self.transfers: list[Transfer] = []
         self.errors: list[ErrorRecord] = []
         self.connection_count = 0
         self.channel_counts: dict[str, int] = {}    # channel -> connections
-        self.transfer_count = 0
         self.error_count = 0
-        self._recent_transfers: deque[Transfer] = deque(maxlen=RECENT_TRANSFERS)
+        self._transfers = TransferBook()           # both sides' records of each transfer
         self._ends: dict[tuple, End] = {}          # (role, pid, conn) -> End
         self._listeners: dict[tuple, Listener] = {}  # (role, pid, conn) -> Listener
         self._unpaired: dict[tuple, Connection] = {}  # (local, remote) -> waiting for its peer end
         self._refused: set[tuple] = set()          # (role, pid) whose header we cannot read
-        self._started: dict[tuple, list] = {}      # open transfer_start times per side
         self._queue: deque[Step] = deque()         # steps waiting, in time order
         self.last_rejected = False                 # the last event fed was refused or bad
         self._handlers = {
@@ -191,16 +188,18 @@ class Session:
 
     def finish(self) -> list[Step]:
         """End of input: flush, and record transfers that started but never ended."""
-        for (role, _pid, _control, command, path), starts in self._started.items():
-            for t_start, direction in starts:
-                if self._ended_by_other_side(role, command, t_start):
-                    continue
-                transfer = Transfer(command, path, direction, t_start, None)
-                transfer.sides[role] = {"bytes": 0, "duration": 0.0, "sha256": None,
-                                        "verdict": "unfinished"}
-                self._record_transfer(transfer)
-        self._started.clear()
+        self._transfers.finish()
         return self.flush()
+
+    @property
+    def transfers(self) -> list[Transfer]:
+        """The first KEEP_TRANSFERS transfers, in the order each was first recorded."""
+        return self._transfers.transfers
+
+    @property
+    def transfer_count(self) -> int:
+        """Every transfer, listed in ``transfers`` or not."""
+        return self._transfers.count
 
     @property
     def ends(self) -> list[End]:
@@ -413,59 +412,18 @@ class Session:
         return step
 
     def _on_transfer_start(self, event, role, t):
-        key = (role, event["pid"], event.get("control"), event["command"], event["path"])
-        self._started.setdefault(key, []).append((t, event["direction"]))
+        self._transfers.started(event, role, t)
         return Step(NOTE, t, role=role, style="transfer", channel="data", event=event)
 
     def _on_transfer_end(self, event, role, t):
-        command, path = event["command"], event["path"]
-        nbytes, duration, verdict = event["bytes"], float(event["duration"]), event["verdict"]
-        key = (role, event["pid"], event.get("control"), command, path)
-        starts = self._started.get(key)
-        t_start = starts.pop(0)[0] if starts else t - duration
-        if starts == []:
-            del self._started[key]
         connection = None
         if event.get("conn") is not None:
             end = self._ends.get((role, event["pid"], event["conn"]))
             connection = end.connection if end else None
-        transfer = self._other_side_of(role, command, path, connection)
-        if transfer is None:
-            transfer = Transfer(command, path, event["direction"], t_start, connection)
-            self._record_transfer(transfer)
-        transfer.connection = transfer.connection or connection
-        transfer.t_start = min(transfer.t_start, t_start)
-        if role == SERVER:
-            transfer.path = path                # the server names it in full
-        transfer.sides[role] = {"bytes": nbytes, "duration": duration,
-                                "sha256": event.get("sha256"), "verdict": verdict}
+        self._transfers.ended(event, role, t, connection)
         step = Step(NOTE, t, connection, role=role, style="transfer", event=event)
         step.channel = "data"
         return step
-
-    def _other_side_of(self, role, command, path, connection) -> Transfer | None:
-        """The record the other side's transfer_end made for this same transfer.
-
-        The data connection says it best. Failing that, the command and the
-        path; the client may name the path relative (``a.bin``) where the
-        server names it absolute (``/a.bin``).
-        """
-        for transfer in reversed(list(self._recent_transfers)[-8:]):
-            if role in transfer.sides or transfer.command != command:
-                continue
-            if connection is not None and transfer.connection is connection:
-                return transfer
-            if (connection is None or transfer.connection is None) \
-                    and transfer.path.lstrip("/") == path.lstrip("/"):
-                return transfer
-        return None
-
-    def _ended_by_other_side(self, role, command, t_start) -> bool:
-        """A side that logged no transfer_end, for a transfer the other side
-        completed at the same time (within a second), did not leave it unfinished."""
-        return any(transfer.command == command and role not in transfer.sides
-                   and abs(transfer.t_start - t_start) < 1.0
-                   for transfer in self._recent_transfers)
 
     def _on_error(self, event, role, t):
         connection = None
@@ -476,12 +434,6 @@ class Session:
         return Step(NOTE, t, connection, role=role, style="error", event=event)
 
     # -- the records the summary lists ---------------------------------------------------
-    def _record_transfer(self, transfer: Transfer) -> None:
-        self.transfer_count += 1
-        self._recent_transfers.append(transfer)
-        if len(self.transfers) < KEEP_TRANSFERS:
-            self.transfers.append(transfer)
-
     def _record_error(self, error: ErrorRecord) -> None:
         self.error_count += error.count
         if len(self.errors) < KEEP_ERRORS:
