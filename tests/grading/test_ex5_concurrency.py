@@ -36,7 +36,7 @@ def test_stats_add_holds_the_lock(code, steps):
 def test_stats_add_from_many_threads(code, steps):
     """Eight threads adding at once lose no update"""
     session = code.module("session")
-    per_thread, threads = 20_000, 8
+    per_thread, threads = 5_000, 8
     steps.note(f"{threads} threads each call stats.add(transfers=1, bytes_sent=2) {per_thread} times")
     counters = code.probe("stats_threads", session, threads, per_thread)
     expect_equal(tuple(counters), (threads * per_thread, 2 * threads * per_thread),
