@@ -161,7 +161,8 @@ def grade(label: str, impl: str, workdir: Path, *selection: str, cwd: Path = REP
     results = workdir / f"{label}.json"
     # Only the plugins the grader needs: the kit's other pytest plugins (notebooks,
     # benchmarks, hypothesis) take seconds to import and grade nothing.
-    command = [sys.executable, "-m", "pytest", "tests/grading", "-p", "no:cacheprovider", "-p", "pytest_timeout", "-q",
+    command = [sys.executable, "-m", "pytest", "tests/grading", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+               "-p", "no:unraisableexception", "-q",
                "--gradescope", str(results), *(["--impl", impl] if impl else []), *selection]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

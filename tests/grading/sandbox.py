@@ -167,7 +167,12 @@ class Sandbox:
         """The submission and the kit's trace package, readable, owned by root."""
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "samples", ".*")
         shutil.copytree(directory, self.code / self.package, ignore=ignore, symlinks=False)
-        shutil.copytree(REPO_ROOT / "trace", self.code / "trace", ignore=ignore)
+        # The kit's trace package is the same in every grading: compiled once, in
+        # the kit, and copied with its .pyc files, which compile_dir below then
+        # finds up to date (copytree keeps the sources' times). Where the kit is
+        # read-only nothing is written there, and the copy is compiled as before.
+        compileall.compile_dir(str(REPO_ROOT / "trace"), quiet=2, workers=1)
+        shutil.copytree(REPO_ROOT / "trace", self.code / "trace", ignore=shutil.ignore_patterns("samples", ".*"))
         shutil.copy2(DRIVER, self.code / "_ftpkit_driver.py")
         shutil.copy2(FORKSERVER, self.code / "_ftpkit_forkserver.py")
         (self.code / "_ftpkit_run.py").write_text(RUN_MODULE, encoding="utf-8")

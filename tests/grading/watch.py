@@ -39,7 +39,7 @@ import time
 from typing import Callable
 
 STALL = 1.2                     # seconds with every thread asleep and none woken: a deadlock
-SPIN_CPU, SPIN_SHARE = 1.0, 0.4  # 1 s of CPU, 40% of the time waited: a loop that never waits
+SPIN_CPU, SPIN_SHARE = 0.6, 0.4  # 0.6 s of CPU, 40% of the time waited: a loop that never waits
 CHECK = 0.1                     # how often a wait looks (seconds)
 
 ASLEEP = frozenset("SZX")       # asleep on an event, or dead; R running, D in the disk, T stopped
