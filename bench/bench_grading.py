@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = args.finished / finished_seconds * 60
         print(f"a class of {args.finished} finished labs, isolation on: {finished_seconds:.1f} s, {rate:.1f} a minute "
               f"(300 in {300 / rate:.0f} minutes): the planted bugs above are the slow case: each hung test "
-              "still costs the 1.2 s in which nothing runs, or the 0.6 s of CPU a spinning loop burns, "
+              "still costs the 0.3 s in which nothing runs, or the 0.6 s of CPU a spinning loop burns, "
               "before the grader calls it")
     return 0
 

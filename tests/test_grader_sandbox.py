@@ -159,9 +159,10 @@ def watched(child):
     watch.set_current(None)
 
 
-def test_a_call_that_waits_for_what_never_comes_fails_in_seconds(watched):
+def test_a_call_that_waits_for_what_never_comes_fails_in_a_fraction_of_a_second(watched):
     # The grader accepts the child's connection and sends nothing: the child's
-    # recv (no timeout of its own) and the grader both wait, each for the other.
+    # recv (no timeout of its own) and the grader both wait, each for the other,
+    # and no byte is in flight between them.
     with socket.create_server(("127.0.0.1", 0)) as listener:
         sock = watched.connect(listener.getsockname())
         peer, _ = listener.accept()
@@ -169,6 +170,24 @@ def test_a_call_that_waits_for_what_never_comes_fails_in_seconds(watched):
             started = time.monotonic()
             with pytest.raises(TimeoutError, match="nothing ran"):
                 sock.recv(1)
+            waited = time.monotonic() - started
+    assert watch.QUIET <= waited < watch.STALL, f"called after {waited:.1f} s"
+
+
+def test_a_byte_left_unread_makes_the_watch_wait_the_longer_stall(watched):
+    # The child waits on one connection while a byte it never reads waits on
+    # another: the kernel holds something for it, so the watch is slower to call
+    # a deadlock (STALL, not QUIET), and still calls it.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        waiting = watched.connect(listener.getsockname())
+        first, _ = listener.accept()
+        watched.connect(listener.getsockname())    # the driver keeps it open; nothing reads it
+        second, _ = listener.accept()
+        with first, second:
+            second.sendall(b"!")
+            started = time.monotonic()
+            with pytest.raises(TimeoutError, match="nothing ran"):
+                waiting.recv(1)
             waited = time.monotonic() - started
     assert watch.STALL <= waited < CALL_TIMEOUT - 3, f"called after {waited:.1f} s"
 

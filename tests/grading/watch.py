@@ -23,8 +23,11 @@ A correct submission never looks like either: while it has work, one of
 its threads is running or ready to run (state R), however loaded the
 machine; a thread that is woken, even to sleep again, counts as a switch.
 A ``STALL`` above a second also covers the kernel's own timers on
-loopback (a delayed ACK, 40 ms; a SYN dropped by a full accept queue,
-retried after 1 s).
+loopback (a delayed ACK, 40 ms; a handshake's segment dropped by a full
+accept queue, sent again after 1 s). Those timers only run while TCP has
+something to deliver, so when the kernel's socket tables (/proc/net/tcp)
+show no byte queued on any connection of theirs and no handshake under
+way, everyone asleep for ``QUIET`` seconds is already a deadlock.
 
     wait = watch.current().wait()
     ...
@@ -39,6 +42,7 @@ import time
 from typing import Callable
 
 STALL = 1.2                     # seconds with every thread asleep and none woken: a deadlock
+QUIET = 0.3                     # the same, with no byte in flight and no handshake under way
 SPIN_CPU, SPIN_SHARE = 0.6, 0.4  # 0.6 s of CPU, 40% of the time waited: a loop that never waits
 CHECK = 0.1                     # how often a wait looks (seconds)
 
@@ -62,6 +66,53 @@ def _threads(pid: int) -> dict[tuple[int, int], tuple[str, int]]:
         except (OSError, KeyError, ValueError, IndexError):
             continue                    # the thread ended while we looked
     return found
+
+
+# /proc/net/tcp's states: a handshake under way (its segments are sent again by timers).
+SYN_SENT, SYN_RECV, LISTEN = "02", "03", "0A"
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets ``pid`` holds open."""
+    found = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
+def nothing_in_flight(pids) -> bool:
+    """No byte queued to send or to read on any TCP socket of ``pids``, and no
+    handshake under way with any of them: nothing the kernel will deliver later."""
+    inodes = set().union(*(_socket_inodes(pid) for pid in pids))
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines)
+                rows += [line.split() for line in lines]
+        except (OSError, StopIteration):
+            continue
+    ours = [row for row in rows if len(row) > 9 and row[9] in inodes]
+    listening = {row[1].rsplit(":", 1)[1] for row in ours if row[3] == LISTEN}
+    for row in rows:
+        if len(row) <= 9:
+            continue
+        state, queues = row[3], row[4]
+        # A half-open connection to one of our listeners has no inode yet: its port says it.
+        if state == SYN_RECV and row[1].rsplit(":", 1)[1] in listening:
+            return False
+        if row[9] in inodes and (state == SYN_SENT or (state != LISTEN and queues != "00000000:00000000")):
+            return False
+    return True
 
 
 def cpu_seconds(pid: int) -> float:
@@ -126,7 +177,8 @@ class Wait:
         # CPU times to compare with, is made only once CHECK has passed.
         self.started = self.last_look = time.monotonic()
         self.cpu_before: dict[int, float] | None = None
-        self.looks: list[tuple[float, dict]] = []     # (time, threads) of each look, oldest first
+        self.asleep: dict | None = None           # every thread, as it was when all fell asleep
+        self.asleep_since = 0.0
 
     def hopeless(self) -> str | None:
         """Why waiting longer cannot help, or None. Cheap to call often: it
@@ -147,13 +199,15 @@ class Wait:
                 return (f"it used {spent:.1f} s of CPU in the {waited:.1f} s the grader waited, "
                         "a loop that never waits for the network")
         threads = self._threads(students)
-        self.looks.append((now, threads))
-        # The newest look at least STALL old: nothing may have woken since.
-        while len(self.looks) > 1 and now - self.looks[1][0] >= STALL:
-            self.looks.pop(0)
-        then, before = self.looks[0]
-        if now - then >= STALL and before == threads and all(state in ASLEEP for state, _ in threads.values()):
-            return (f"for {now - then:.1f} s nothing ran: every thread of your code and of the grader's side "
+        if not all(state in ASLEEP for state, _ in threads.values()):
+            self.asleep = None
+            return None
+        if threads != self.asleep:            # fell asleep since the last look, or woke up in between
+            self.asleep, self.asleep_since = threads, now
+            return None
+        quiet = now - self.asleep_since
+        if quiet >= STALL or (quiet >= QUIET and nothing_in_flight({*students, *self.watch.peers, os.getpid()})):
+            return (f"for {quiet:.1f} s nothing ran: every thread of your code and of the grader's side "
                     "was asleep, each waiting for the other (what your code waits for has already arrived, "
                     "or will never be sent)")
         return None
@@ -183,7 +237,6 @@ class Guard:
         self.reason: str | None = None
         self._done = threading.Event()
         self._ready = threading.Event()
-        self._caller = threading.get_native_id()
 
     def __enter__(self) -> "Guard":
         if isinstance(self.watch, _NoWatch):
@@ -194,7 +247,9 @@ class Guard:
         return self
 
     def _look(self) -> None:
-        wait = Wait(self.watch, True, {self._caller, threading.get_native_id()})
+        # The calling thread runs the grader's client (ftplib): it is a peer, looked
+        # at like the others; only this watching thread is left out.
+        wait = Wait(self.watch, True, {threading.get_native_id()})
         self._ready.set()
         while not self._done.wait(CHECK):
             reason = wait.hopeless()
