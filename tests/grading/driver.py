@@ -182,11 +182,19 @@ def probe_stats_threads(driver: Driver, session_module, threads: int, per_thread
     """Counters after ``threads`` threads each call add() ``per_thread`` times."""
     import threading
     stats = session_module.ServerStats()
+    # All threads start adding at once: started one after another, the first could
+    # be done before the last began (on a loaded machine), and nothing would race.
+    start = threading.Barrier(threads)
+
+    def adder():
+        start.wait()
+        for _ in range(per_thread):
+            stats.add(transfers=1, bytes_sent=2)
+
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)          # switch threads as often as possible: races show up
     try:
-        workers = [threading.Thread(target=lambda: [stats.add(transfers=1, bytes_sent=2) for _ in range(per_thread)])
-                   for _ in range(threads)]
+        workers = [threading.Thread(target=adder) for _ in range(threads)]
         for worker in workers:
             worker.start()
         for worker in workers:
