@@ -91,3 +91,31 @@ def test_batch_refuses_a_folder_that_is_not_there(tmp_path):
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "not a folder of submissions" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(300)
+def test_without_tmpdir_a_grading_works_in_memory_and_leaves_nothing_there(tmp_path):
+    # Where TMPDIR is not set (a Gradescope container, an instructor's shell) the
+    # gradings keep their files on the memory filesystem, if it has room; they
+    # are gone when the batch ends. (The suite sets TMPDIR: its other gradings
+    # stay in the folder its leak check watches.)
+    from tests.grading import batch
+    generate.write(generate.SOLUTIONS, tmp_path / "class" / "alice" / "lab", "lab", EVERY_EXERCISE)
+    environment = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
+    memory = Path(batch.MEMORY_FILESYSTEM)
+    before = set(memory.glob("ftpkit-*")) if memory.is_dir() else set()
+    probe = subprocess.run([sys.executable, "-c", "from tests.grading import batch; print(batch.scratch_root())"],
+                           cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    chosen = probe.stdout.strip()
+    if memory.is_dir():
+        room = os.statvfs(memory)
+        if room.f_bavail * room.f_frsize >= batch.MEMORY_NEEDED:
+            assert chosen == str(memory), probe.stderr
+    done = subprocess.run([sys.executable, "-m", "tests.grading.batch", str(tmp_path / "class"),
+                           "--out", str(tmp_path / "gradebook.csv"), "-m", "ex1", "--no-progress"],
+                          cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = next(csv.DictReader((tmp_path / "gradebook.csv").open()))
+    assert row["status"] == "graded" and float(row["total"]) > 0, row
+    assert (set(memory.glob("ftpkit-*")) if memory.is_dir() else set()) == before
+    print(f"the gradings' files went to {chosen}")
