@@ -83,7 +83,7 @@ def live_session(name: str, script: list[str], *, server_files=None, client_file
                  client_files=client_files or {"notes.txt": NOTES})
     def run():
         return record(log, pcap if capture else None, say=None,
-                      run=lambda log: run_session(log, script, active=active,
+                      run=lambda log: run_session(log, script, active=active, workdir=WORKDIR,
                                                   server_args=server_args, **files))
     # In a student release: the student's lab/ where it runs this session as
     # the reference does, else the recorded reference session (said in one line).
@@ -168,7 +168,7 @@ def tcpdump_capture(log_name: str, script: list[str], **options):
         pass
     try:
         run_session(log, script, server_files={"photo.bin": PHOTO_SIZE},
-                    client_files={"notes.txt": NOTES}, **options)
+                    client_files={"notes.txt": NOTES}, workdir=WORKDIR, **options)
         time.sleep(0.3)          # let the last segments reach the file
     finally:
         dump.terminate()
