@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import watch
 from trace.serverprocess import ServerFailedToStart, ServerProcess
 
+from . import watch
 from .harness import IO_TIMEOUT, REPO_ROOT, GradingFailure, Steps, Trace, expect, reference_available
 
 
