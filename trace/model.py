@@ -416,20 +416,14 @@ class Session:
         return Step(NOTE, t, role=role, style="transfer", channel="data", event=event)
 
     def _on_transfer_end(self, event, role, t):
-        connection = None
-        if event.get("conn") is not None:
-            end = self._ends.get((role, event["pid"], event["conn"]))
-            connection = end.connection if end else None
+        connection = self.connection_of(event)      # the data connection it names, if we know it
         self._transfers.ended(event, role, t, connection)
         step = Step(NOTE, t, connection, role=role, style="transfer", event=event)
         step.channel = "data"
         return step
 
     def _on_error(self, event, role, t):
-        connection = None
-        if event.get("conn") is not None:
-            end = self._ends.get((role, event["pid"], event["conn"]))
-            connection = end.connection if end else None
+        connection = self.connection_of(event)      # the data connection it names, if we know it
         self._record_error(ErrorRecord(t, role, event.get("code"), event["message"], connection))
         return Step(NOTE, t, connection, role=role, style="error", event=event)
 
