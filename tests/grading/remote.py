@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from . import watch
 from .harness import GradingFailure
-from .watch import CHECK, cpu_seconds
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -120,7 +119,7 @@ class Child:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"the student's code did not return within {timeout:g} s")
-            ready, _, _ = select.select([self._answer], [], [], min(left, CHECK))
+            ready, _, _ = select.select([self._answer], [], [], min(left, watch.CHECK))
             if not ready:
                 reason = wait.hopeless()
                 if reason:
@@ -208,9 +207,6 @@ class Child:
         # A probe may be busy on purpose (threads racing on the counters): no spin watch.
         return self.request({"op": "probe", "name": name, "args": self.encode(list(args))}, timeout,
                             watch_cpu=False)
-
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(self.process.pid)
 
     def close(self) -> None:
         for fd in (self._request, self._answer):
