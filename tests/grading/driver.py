@@ -179,28 +179,43 @@ def probe_stats_lock(driver: Driver, session_module):
 
 
 def probe_stats_threads(driver: Driver, session_module, threads: int, per_thread: int):
-    """Counters after ``threads`` threads each call add() ``per_thread`` times."""
+    """Counters after ``threads`` threads each call add() ``per_thread`` times.
+
+    Left to chance, a missing lock loses an update only when the interpreter
+    happens to switch threads between a counter's read and its write: on a
+    loaded machine one thread can finish all its adds before the next one
+    runs, and the race goes unseen. So each read of a counter here sleeps a
+    moment, handing the interpreter to another thread at exactly the worst
+    time: without the lock, threads read the same old value and all but one
+    of their updates are lost, every run. With the lock the others wait for
+    it, and every update lands."""
     import threading
-    stats = session_module.ServerStats()
-    # All threads start adding at once: started one after another, the first could
-    # be done before the last began (on a loaded machine), and nothing would race.
-    start = threading.Barrier(threads)
+    import time
+    counters = ("transfers", "bytes_sent", "bytes_received", "sessions_open", "sessions_total")
+    armed: list = []
+
+    class Interleaving(session_module.ServerStats):
+        def __getattribute__(self, name):
+            value = super().__getattribute__(name)
+            if armed and name in counters:
+                time.sleep(0.0001)
+            return value
+
+    stats = Interleaving()
+    start = threading.Barrier(threads)          # all threads begin adding at once
 
     def adder():
         start.wait()
         for _ in range(per_thread):
             stats.add(transfers=1, bytes_sent=2)
 
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)          # switch threads as often as possible: races show up
-    try:
-        workers = [threading.Thread(target=adder) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-    finally:
-        sys.setswitchinterval(switch)
+    workers = [threading.Thread(target=adder) for _ in range(threads)]
+    armed.append(True)
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    armed.clear()
     return [stats.transfers, stats.bytes_sent]
 
 
