@@ -97,6 +97,27 @@ def test_retransmissions_are_named_in_the_comments(tmp_path):
     ]
 
 
+@needs_tshark
+def test_a_reordered_segment_is_named_in_its_comment(tmp_path):
+    from test_correlate import _reordered_transfer
+    cv, _, _ = _reordered_transfer()
+    source, out = tmp_path / "r.pcap", tmp_path / "r.pcapng"
+    wrpcap(str(source), [Ether() / p for p in cv.packets])
+    annotate(cv.events, source, out)
+    comments = [row[0] for row in tshark_fields(out, "frame.comment")]
+    assert comments[3:6] == [
+        "data #1: bytes 0-999",
+        "data #1: bytes 2000-2999",
+        "data #1: bytes 1000-1999 (out of order: arrived after later bytes)",
+    ]
+    # Wireshark's own analysis marks that frame too (out-of-order, or, when it
+    # comes long enough after the frame before, a suspected retransmission).
+    flagged = subprocess.run(["tshark", "-r", str(out), "-Y", "tcp.analysis.out_of_order or "
+                              "tcp.analysis.retransmission", "-T", "fields",
+                              "-e", "frame.number"], capture_output=True, text=True, timeout=120, check=True)
+    assert flagged.stdout.split() == ["6"]
+
+
 def test_timestamps_and_link_type_are_kept_exactly(tmp_path):
     """A nanosecond capture of macOS loopback frames, IPv6: written back
     frame for frame, tick for tick."""

@@ -551,6 +551,40 @@ def test_retransmitted_segment_marked_with_the_trace_bytes_it_repeats(tmp_path):
     assert sum(1 for line in lines if "retransmission of 1000 bytes" in line) == 1
 
 
+def _reordered_transfer():
+    """3000 bytes whose third segment overtook its second on the way (loopback
+    does this when the two are handled on different CPUs): the second then
+    arrives below bytes already seen, new all the same."""
+    cv = Conversation()
+    cv.handshake()
+    sender, receiver = cv.server, cv.client
+    send = cv.send(sender, 0, 3000)
+    cv.data(sender, b"a" * 1000)
+    cv.packet(sender, "PA", seq=SISN + 1 + 2000, payload=b"c" * 1000)   # overtakes
+    cv.packet(sender, "PA", seq=SISN + 1 + 1000, payload=b"b" * 1000)
+    cv.next[sender] += 3000 - 1000
+    cv.packet(receiver, "A", ack=SISN + 1 + 3000)
+    recv = cv.recv(receiver, 0, 3000)
+    cv.close_both(sender)
+    return cv, send, recv
+
+
+def test_a_segment_overtaken_by_a_later_one_is_out_of_order_not_a_retransmission():
+    cv, send, recv = _reordered_transfer()
+    r = correlate(cv.events, cv.packets)
+    data = [s for s in r.segments if s.len]
+    assert [s.rel_seq for s in data] == [1, 2001, 1001]
+    assert [s.out_of_order for s in data] == [False, False, True]
+    assert not any(s.retransmission for s in data) and not r.retransmissions
+    assert r.coverage.segment_bytes == r.coverage.segment_matched == 3000
+    assert r.segments_for(send) == data == r.segments_for(recv)
+    # A repeat is a retransmission, never out of order, wherever it falls.
+    lossy, _, _ = _lossy_transfer()
+    assert not any(s.out_of_order for s in correlate(lossy.events, lossy.packets).segments)
+    shown = [line for line in _render(cv.events, cv.packets) if "out of order" in line]
+    assert len(shown) == 1 and f"#{data[2].number} " in shown[0] and "retransmission" not in shown[0]
+
+
 def test_a_repeated_syn_and_fin_are_retransmissions_without_payload():
     cv = Conversation()
     cv.packet(cv.client, "S", ack=0)

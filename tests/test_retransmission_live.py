@@ -125,16 +125,21 @@ def test_wireshark_agrees_on_which_frames_are_retransmissions(lossy_session, tmp
     d, events, result = lossy_session
     out = tmp_path / "annotated.pcapng"
     annotate(events, d / "capture.pcap", out)
+
     def frames(display_filter: str) -> set[int]:
-        out = subprocess.run(["tshark", "-r", str(out_path), "-Y", display_filter, "-T", "fields",
-                              "-e", "frame.number"], capture_output=True, text=True,
-                             timeout=120, check=True).stdout
-        return {int(n) for n in out.split()}
-    out_path = out
-    ours = {s.number for s in result.segments if s.repeated}
+        listed = subprocess.run(["tshark", "-r", str(out), "-Y", display_filter, "-T", "fields",
+                                 "-e", "frame.number"], capture_output=True, text=True,
+                                timeout=120, check=True).stdout
+        return {int(n) for n in listed.split()}
+    repeats = {s.number for s in result.segments if s.repeated}
+    # Loopback sometimes reorders a transfer (its segments handled on two
+    # CPUs): a segment of new bytes then arrives below bytes already seen.
+    # Wireshark flags it as it flags a repeat, so both are compared.
+    overtaken = {s.number for s in result.segments if s.out_of_order}
+    assert not repeats & overtaken
     # Wireshark's own analysis calls a repeat that follows its original
     # within an RTT "out-of-order" rather than "retransmission".
     theirs = frames("tcp.analysis.retransmission or tcp.analysis.fast_retransmission or "
                     "tcp.analysis.spurious_retransmission or tcp.analysis.out_of_order")
-    commented = frames('frame.comment contains "(retransmission of"')
-    assert ours and ours == commented == theirs
+    commented = frames('frame.comment contains "(retransmission of" or frame.comment contains "(out of order"')
+    assert repeats and repeats | overtaken == commented == theirs

@@ -99,6 +99,8 @@ def comment_for(seg: Segment, labels: dict[int, str]) -> str:
     text = _what(seg, conn, label)
     if seg.retransmission:
         text += f" (retransmission of {seg.repeated} bytes)" if seg.repeated else " (retransmission)"
+    elif seg.out_of_order:
+        text += " (out of order: arrived after later bytes)"
     return text
 
 

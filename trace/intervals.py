@@ -107,3 +107,8 @@ class SeenBytes:
 
     def __len__(self) -> int:
         return sum(e - s for s, e in self._merged)
+
+    @property
+    def end(self) -> int:
+        """Where the highest range seen so far ends (0 before any)."""
+        return self._merged[-1][1] if self._merged else 0

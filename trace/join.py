@@ -16,7 +16,7 @@ fields of :mod:`trace.results`:
 2. :func:`find_trace_ends` and :func:`attach_trace_ends`: the trace's
    connection ends onto those connections;
 3. :func:`number_segments`: relative sequence numbers, stream offsets,
-   kinds (SYN, data, FIN...), phases and retransmissions;
+   kinds (SYN, data, FIN...), phases, retransmissions and reordering;
 4. :func:`match_bytes`: events and segments to each other, and coverage
    both ways;
 5. :func:`attribute_handshakes`: opening and closing segments to the
@@ -187,11 +187,14 @@ def number_segments(result: Correlation, conn: Connection) -> None:
         end = start + seg.len
         mine.high = max(mine.high, end + (1 if seg.flags & FIN else 0) + 1)
         if seg.len:
+            below_seen = start < mine.seen.end
             repeated = mine.seen.add(start, end)
             if repeated:
                 seg.retransmission = True
                 seg.repeated = sum(e - s for s, e in repeated)
                 result.retransmissions += [Retransmission(seg, s, e) for s, e in repeated]
+            else:
+                seg.out_of_order = below_seen
             mine.ranges.append((start, end, seg))
         if seg.flags & FIN:
             if mine.fin_offset is not None:

@@ -236,6 +236,8 @@ def _segment_text(seg: Segment, unattributed: bool) -> Text:
     if seg.retransmission:
         again = f" of {seg.repeated} bytes" if seg.repeated else ""
         text.append(f"  retransmission{again}", style="yellow")
+    elif seg.out_of_order:
+        text.append("  out of order", style="yellow")
     if unattributed and (seg.connection is None or not seg.connection.ends
                          or (seg.len and not seg.events)):
         text.append(f"  {seg.source} > {seg.destination}: not in the trace", style="yellow")

@@ -44,13 +44,18 @@ class Segment:
     ``close``), ``events`` (events whose bytes it carries, or, for a FIN,
     the zero-length ``recv`` that saw it), ``acks`` (for a pure ACK, the
     events whose last byte it acknowledges), ``retransmission`` (it repeats
-    a SYN, a FIN or payload bytes already seen in its direction) and
-    ``repeated`` (how many of its payload bytes were already seen).
+    a SYN, a FIN or payload bytes already seen in its direction),
+    ``repeated`` (how many of its payload bytes were already seen) and
+    ``out_of_order`` (its payload bytes are all new but start below bytes
+    already seen: it arrived after later ones, which loopback does when the
+    two ends' packets are handled on different CPUs, or it repeats a segment
+    the capture never saw).
     """
 
     __slots__ = ("number", "t", "src", "sport", "dst", "dport", "seq", "ack", "flags",
                  "len", "payload", "connection", "direction", "rel_seq", "rel_ack",
-                 "offset", "kind", "phase", "events", "acks", "retransmission", "repeated")
+                 "offset", "kind", "phase", "events", "acks", "retransmission", "repeated",
+                 "out_of_order")
 
     def __init__(self, number, t, src, sport, dst, dport, seq, ack, flags, length,
                  payload=b""):
@@ -66,6 +71,7 @@ class Segment:
         self.acks: list = []
         self.retransmission = False
         self.repeated = 0
+        self.out_of_order = False
 
     @property
     def flag_text(self) -> str:
