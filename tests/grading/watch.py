@@ -206,11 +206,17 @@ class Wait:
             self.asleep, self.asleep_since = threads, now
             return None
         quiet = now - self.asleep_since
-        if quiet >= STALL or (quiet >= QUIET and nothing_in_flight({*students, *self.watch.peers, os.getpid()})):
-            return (f"for {quiet:.1f} s nothing ran: every thread of your code and of the grader's side "
-                    "was asleep, each waiting for the other (what your code waits for has already arrived, "
-                    "or will never be sent)")
-        return None
+        if quiet < QUIET:
+            return None
+        if nothing_in_flight({*students, *self.watch.peers, os.getpid()}):
+            why = "with no byte on its way between them"
+        elif quiet >= STALL:
+            why = "though the kernel held bytes that no one read"
+        else:
+            return None
+        return (f"for {quiet:.1f} s nothing ran: every thread of your code and of the grader's side "
+                f"was asleep, each waiting for the other, {why} (what your code waits for has already "
+                "arrived, or will never be sent)")
 
     def _threads(self, students: list[int]) -> dict:
         threads: dict = {}
