@@ -47,9 +47,9 @@ class Segment:
     a SYN, a FIN or payload bytes already seen in its direction),
     ``repeated`` (how many of its payload bytes were already seen) and
     ``out_of_order`` (its payload bytes are all new but start below bytes
-    already seen: it arrived after later ones, which loopback does when the
-    two ends' packets are handled on different CPUs, or it repeats a segment
-    the capture never saw).
+    already seen: it arrived after later ones, as on loopback when a
+    sender's segments are handed over on different CPUs, or it repeats a
+    segment the capture never saw).
     """
 
     __slots__ = ("number", "t", "src", "sport", "dst", "dport", "seq", "ack", "flags",
