@@ -79,13 +79,19 @@ def test_active_mode_names_the_port_command(tmp_path):
     assert "data #1 for RETR a.bin: bytes 0-4" in comments
 
 
+def _annotated(cv, tmp_path):
+    """A made-up conversation written as a capture and annotated: the
+    annotated file and its comments, frame by frame."""
+    source, out = tmp_path / "c.pcap", tmp_path / "c.pcapng"
+    wrpcap(str(source), [Ether() / p for p in cv.packets])
+    annotate(cv.events, source, out)
+    return out, [row[0] for row in tshark_fields(out, "frame.comment")]
+
+
 @needs_tshark
 def test_retransmissions_are_named_in_the_comments(tmp_path):
     cv, _, _ = _lossy_transfer()
-    source, out = tmp_path / "l.pcap", tmp_path / "l.pcapng"
-    wrpcap(str(source), [Ether() / p for p in cv.packets])
-    annotate(cv.events, source, out)
-    comments = [row[0] for row in tshark_fields(out, "frame.comment")]
+    _, comments = _annotated(cv, tmp_path)
     assert comments[3:10] == [
         "data #1: bytes 0-999",
         "ACK on data #1: bytes 0-999 received",
@@ -101,10 +107,7 @@ def test_retransmissions_are_named_in_the_comments(tmp_path):
 def test_a_reordered_segment_is_named_in_its_comment(tmp_path):
     from test_correlate import _reordered_transfer
     cv, _, _ = _reordered_transfer()
-    source, out = tmp_path / "r.pcap", tmp_path / "r.pcapng"
-    wrpcap(str(source), [Ether() / p for p in cv.packets])
-    annotate(cv.events, source, out)
-    comments = [row[0] for row in tshark_fields(out, "frame.comment")]
+    out, comments = _annotated(cv, tmp_path)
     assert comments[3:6] == [
         "data #1: bytes 0-999",
         "data #1: bytes 2000-2999",
