@@ -159,6 +159,15 @@ def watched(child):
     watch.set_current(None)
 
 
+def _watch_calls_the_hang(sock) -> tuple[str, float]:
+    """Wait in the child's recv as a graded call does, until the watch calls
+    the hang: its message, and how long that took."""
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="nothing ran") as caught:
+        sock.recv(1)
+    return str(caught.value), time.monotonic() - started
+
+
 def test_a_call_that_waits_for_what_never_comes_fails_in_a_fraction_of_a_second(watched):
     # The grader accepts the child's connection and sends nothing: the child's
     # recv (no timeout of its own) and the grader both wait, each for the other,
@@ -167,13 +176,10 @@ def test_a_call_that_waits_for_what_never_comes_fails_in_a_fraction_of_a_second(
         sock = watched.connect(listener.getsockname())
         peer, _ = listener.accept()
         with peer:
-            started = time.monotonic()
-            with pytest.raises(TimeoutError, match="nothing ran") as caught:
-                sock.recv(1)
-            waited = time.monotonic() - started
+            verdict, waited = _watch_calls_the_hang(sock)
     # Called on the short rule (QUIET), for nothing was in flight; the wall
     # time only shows it was long before the call's own timeout.
-    assert "with no byte on its way" in str(caught.value)
+    assert "with no byte on its way" in verdict
     assert watch.QUIET <= waited < CALL_TIMEOUT - 3, f"called after {waited:.1f} s"
 
 
@@ -188,11 +194,8 @@ def test_a_byte_left_unread_makes_the_watch_wait_the_longer_stall(watched):
         second, _ = listener.accept()
         with first, second:
             second.sendall(b"!")
-            started = time.monotonic()
-            with pytest.raises(TimeoutError, match="nothing ran") as caught:
-                waiting.recv(1)
-            waited = time.monotonic() - started
-    assert "the kernel held bytes that no one read" in str(caught.value)
+            verdict, waited = _watch_calls_the_hang(waiting)
+    assert "the kernel held bytes that no one read" in verdict
     assert watch.STALL <= waited < CALL_TIMEOUT - 3, f"called after {waited:.1f} s"
 
 
