@@ -22,9 +22,14 @@ class TreeCommands:
 
     def mkd(self, path: str) -> None:
         target = self.writable(path)
-        if target.real.exists() or target.real.is_symlink():
-            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: already exists.")
-        target.real.mkdir()
+        try:
+            # Try, rather than ask first whether the name is taken: between the
+            # question and the mkdir another session could take it (rclone
+            # makes one folder from several connections at once). The mkdir
+            # itself is the one atomic check.
+            target.real.mkdir()
+        except FileExistsError:
+            raise PathRefused(Code.FILE_UNAVAILABLE, f"{path}: already exists.") from None
         quoted = target.virtual.replace('"', '""')
         self.reply(Code.PATH_CREATED, f'"{quoted}" created.')
 

@@ -10,6 +10,7 @@ import io
 import os
 import re
 import socket
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -69,6 +70,37 @@ def test_mkd_of_an_existing_name_and_rmd_of_a_file_get_550(ftp, server_root):
         with pytest.raises(ftplib.error_perm, match="550"):
             ftp.sendcmd(command)
     assert (server_root / "f.txt").read_text() == "x" and (server_root / "d").is_dir()
+
+
+def test_sessions_making_one_folder_at_once_get_one_257_and_550_for_the_rest(start_server, server_root):
+    # rclone makes a parent folder from several connections at once, and takes
+    # 550 to mean "it is there already". A check before the mkdir lets several
+    # sessions pass it; the later mkdirs must still answer 550, never 451.
+    server = start_server(max_per_address=16)
+    clients = []
+    for _ in range(8):
+        client = ftplib.FTP()
+        client.connect(*server.address, timeout=10)
+        client.login()
+        clients.append(client)
+    start = threading.Barrier(len(clients))
+    codes = []
+
+    def make(client):
+        start.wait()
+        try:
+            codes.append(client.sendcmd("MKD shared")[:3])
+        except ftplib.Error as refused:
+            codes.append(str(refused)[:3])
+    workers = [threading.Thread(target=make, args=(client,)) for client in clients]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for client in clients:
+        client.close()
+    assert sorted(codes) == ["257"] + ["550"] * 7
+    assert (server_root / "shared").is_dir()
 
 
 def test_rmd_never_removes_hidden_files(ftp, server_root):
